@@ -1,0 +1,97 @@
+//! Where messages wait between components.
+//!
+//! One pair of traits, [`Publisher`] and [`Consumer`], and a factory that
+//! turns a broker URL into an implementation: `local:` is the embedded
+//! SQLite queue ([`local`]); `amqp://` and `mqtt://` come next. Nothing
+//! above this module knows which one it talks to.
+//!
+//! The contract every implementation keeps:
+//! * `publish` returns only once every message is durably held by the broker
+//!   (AMQP: publisher confirms); a message no queue would receive is an
+//!   error ([`BrokerError::Unroutable`]), never a silent drop.
+//! * a delivery stays owned by its consumer until `ack` or `requeue`; if the
+//!   consumer dies, it is delivered again to another (at-least-once).
+
+pub mod local;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+pub use crate::config::Binding;
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub exchange: String,
+    pub topic: String,
+    pub body: Vec<u8>,
+}
+
+/// A message taken from a queue, owned until acked or requeued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Identifies the delivery to `ack`/`requeue` (a row id, a delivery tag).
+    pub id: u64,
+    pub exchange: String,
+    pub topic: String,
+    pub body: Vec<u8>,
+    /// True when an earlier consumer took it and did not ack it.
+    pub redelivered: bool,
+}
+
+/// A queue and what it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub bindings: Vec<Binding>,
+    /// Keep the queue across broker restarts.
+    pub durable: bool,
+    /// Delete the queue after it has been unused this long (AMQP x-expires).
+    pub expire: Option<Duration>,
+    /// Drop messages older than this (AMQP x-message-ttl).
+    pub message_ttl: Option<Duration>,
+    /// How many unacked deliveries one consumer may hold.
+    pub prefetch: u32,
+}
+
+/// What can go wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No queue is bound to receive this message.
+    #[error("no queue is bound to exchange {exchange} for topic {topic}: nothing would receive it")]
+    Unroutable { exchange: String, topic: String },
+    /// The exchange does not exist (yet).
+    #[error("exchange {0} does not exist")]
+    NoExchange(String),
+    /// The connection failed or was lost; retry after a pause.
+    #[error("broker connection: {0}")]
+    Connection(String),
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Publishes messages to exchanges.
+#[async_trait]
+pub trait Publisher: Send {
+    /// Create the exchange (topic, durable) if it does not exist.
+    async fn declare_exchange(&mut self, name: &str) -> Result<(), BrokerError>;
+    /// Publish every message; returns once all are durably held.
+    async fn publish(&mut self, msgs: &[Outgoing]) -> Result<(), BrokerError>;
+}
+
+/// Takes messages from one queue, shared with the other instances of the
+/// same config.
+#[async_trait]
+pub trait Consumer: Send {
+    /// Create the queue and its bindings if needed (idempotent).
+    async fn declare_queue(&mut self, spec: &QueueSpec) -> Result<(), BrokerError>;
+    /// Up to `max` deliveries; waits up to `wait` when none is ready.
+    async fn get(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BrokerError>;
+    /// The deliveries are done with: remove them for good.
+    async fn ack(&mut self, ids: &[u64]) -> Result<(), BrokerError>;
+    /// Give the deliveries back to the queue, to be delivered again.
+    async fn requeue(&mut self, ids: &[u64]) -> Result<(), BrokerError>;
+    /// Messages waiting in the queue (ready plus unacked), if known.
+    async fn queue_depth(&mut self) -> Result<Option<u64>, BrokerError>;
+}

@@ -1,0 +1,1 @@
+//! The flow loop every component runs, and one module per component.
