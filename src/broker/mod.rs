@@ -95,3 +95,27 @@ pub trait Consumer: Send {
     /// Messages waiting in the queue (ready plus unacked), if known.
     async fn queue_depth(&mut self) -> Result<Option<u64>, BrokerError>;
 }
+
+/// A publisher for a broker URL.
+pub async fn publisher(url: &url::Url, paths: &crate::state::Paths) -> Result<Box<dyn Publisher>, BrokerError> {
+    match url.scheme() {
+        "local" => Ok(Box::new(local::open_publisher(&paths.local_broker_db())?)),
+        other => Err(unsupported(other)),
+    }
+}
+
+/// A consumer of `queue` on a broker URL.
+pub async fn consumer(
+    url: &url::Url,
+    paths: &crate::state::Paths,
+    queue: &str,
+) -> Result<Box<dyn Consumer>, BrokerError> {
+    match url.scheme() {
+        "local" => Ok(Box::new(local::open_consumer(&paths.local_broker_db(), queue)?)),
+        other => Err(unsupported(other)),
+    }
+}
+
+fn unsupported(scheme: &str) -> BrokerError {
+    BrokerError::Other(anyhow::anyhow!("broker scheme '{scheme}:' is not supported yet (known: local:)"))
+}

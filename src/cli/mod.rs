@@ -1,6 +1,165 @@
-//! The command line: one module per verb.
+//! The command line, with sr3's shapes: `pitcher start`, `pitcher stop
+//! sender/to_hpfx`, `pitcher status`. One module per verb; this is the only
+//! part of pitcher that prints.
+
+mod cleanup;
+mod declare;
+mod demo;
+mod foreground;
+mod list;
+mod logging;
+mod show;
+mod start;
+mod status;
+mod stop;
+
+use crate::config::{self, Component};
+use crate::state::Paths;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use logging::init as init_logging;
+
+/// pitcher: sr3's file-delivery daemons (watch, sender, …), in Rust.
+#[derive(Parser, Debug)]
+#[command(name = "pitcher", version, about, propagate_version = true)]
+struct Cli {
+    /// Config directory (default ~/.config/pitcher, or $PITCHER_CONFIG_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// State and log directory (default ~/.cache/pitcher, or $PITCHER_STATE_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand, Debug)]
+enum Verb {
+    /// Start configs (all when none is named) under the supervisor.
+    Start { configs: Vec<String> },
+    /// Stop configs gracefully (all, and the supervisor, when none is named).
+    Stop { configs: Vec<String> },
+    /// Stop, then start again (applies changed configs).
+    Restart { configs: Vec<String> },
+    /// One row per config: state, instances, queued, retry, last activity.
+    Status {
+        configs: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one config in this terminal (instance 0), logging to stderr.
+    Foreground { config: String },
+    /// List the configs.
+    List,
+    /// Print a config's effective options (passwords hidden).
+    Show { configs: Vec<String> },
+    /// Create the exchanges, queues and bindings the configs use.
+    Declare { configs: Vec<String> },
+    /// Remove a stopped config's queue and state.
+    Cleanup { configs: Vec<String> },
+    /// Set up a hot directory on the embedded broker and show files arriving.
+    Demo(demo::DemoArgs),
+    /// (internal) Run one instance of a config.
+    #[command(hide = true)]
+    Instance {
+        #[arg(long = "no")]
+        no: u32,
+        config: String,
+    },
+    /// (internal) Run the supervisor in the foreground (systemd uses this).
+    Supervise,
+}
 
 /// Runs the command line and returns the process exit code.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = Paths::resolve(cli.config_dir, cli.state_dir);
+    let result = match cli.verb {
+        Verb::Start { configs } => start::run(&paths, &configs),
+        Verb::Stop { configs } => stop::run(&paths, &configs),
+        Verb::Restart { configs } => stop::run(&paths, &configs).and_then(|_| start::run(&paths, &configs)),
+        Verb::Status { configs, json } => status::run(&paths, &configs, json),
+        Verb::Foreground { config } => foreground::foreground(&paths, &config),
+        Verb::List => list::run(&paths),
+        Verb::Show { configs } => show::run(&paths, &configs),
+        Verb::Declare { configs } => declare::run(&paths, &configs),
+        Verb::Cleanup { configs } => cleanup::run(&paths, &configs),
+        Verb::Demo(args) => demo::run(&paths, args),
+        Verb::Instance { no, config } => foreground::instance(&paths, &config, no),
+        Verb::Supervise => foreground::supervise(&paths),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pitcher: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configs a command names: `component/name` (`.conf` optional, shell
+/// wildcards allowed), a bare component (all of its configs), or none (all).
+fn select(paths: &Paths, specs: &[String]) -> anyhow::Result<Vec<(Component, String)>> {
+    let all = config::list(&paths.config_dir);
+    if specs.is_empty() {
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for spec in specs {
+        let spec = spec.trim_end_matches(".conf");
+        let (comp, pat) = spec.split_once('/').unwrap_or((spec, "*"));
+        let comp_ok = |c: Component| wildcard(comp, c.name());
+        let found: Vec<_> = all.iter().filter(|(c, n)| comp_ok(*c) && wildcard(pat, n)).cloned().collect();
+        if found.is_empty() {
+            anyhow::bail!(
+                "no config matches '{spec}' in {} (expected component/name, e.g. sender/to_hpfx)",
+                paths.config_dir.display()
+            );
+        }
+        for f in found {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Shell-style matching of `*` and `?`.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    fn m(p: &[char], t: &[char]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some('*'), _) => m(&p[1..], t) || (!t.is_empty() && m(p, &t[1..])),
+            (Some('?'), Some(_)) => m(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => m(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    m(&pattern.chars().collect::<Vec<_>>(), &text.chars().collect::<Vec<_>>())
+}
+
+/// Loads one config, printing its warnings to stderr.
+fn load(paths: &Paths, component: Component, name: &str) -> anyhow::Result<config::Config> {
+    let cfg = config::load(&paths.config_dir, component, name)?;
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard;
+
+    #[test]
+    fn wildcards_match_like_the_shell() {
+        assert!(wildcard("to_*", "to_hpfx"));
+        assert!(wildcard("*", "anything"));
+        assert!(wildcard("t?_hpfx", "to_hpfx"));
+        assert!(!wildcard("to_*", "from_hpfx"));
+    }
 }

@@ -13,3 +13,4 @@
 mod options;
 
 pub use options::*;
+mod stub; pub use stub::*;

@@ -1,1 +1,71 @@
-//! How bytes move to (and from) the destination.
+//! How bytes and file operations reach the destination.
+//!
+//! One trait, [`Transport`], with primitive operations on remote paths
+//! (absolute, `/`-separated), and a factory from a `sendTo` URL. The sender
+//! composes them (put under the inflight name, rename, setstat); a
+//! transport only knows how to do each step on its kind of destination.
+//! Errors are `std::io::Error` so callers can tell `NotFound` (e.g. a
+//! rename whose old name is absent) from the rest.
+//!
+//! * [`file`]: `file:` — a local or NFS-mounted directory.
+
+pub mod file;
+
+use async_trait::async_trait;
+use std::io;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// What a stat of a remote path tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStat {
+    pub size: u64,
+    pub is_dir: bool,
+    pub mtime: Option<SystemTime>,
+}
+
+/// Whether `put` may replace an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there.
+    Replace,
+    /// Fail with `AlreadyExists` if the path exists.
+    CreateNew,
+}
+
+/// The operations a sender (or subscriber) needs at the other end.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Creates `dir` and any missing parents, each with `mode`.
+    async fn mkdirs(&self, dir: &str, mode: u32) -> io::Result<()>;
+    /// Copies the local file to `remote`; returns the bytes written. With
+    /// [`PutMode::CreateNew`], an existing `remote` is an `AlreadyExists`
+    /// error (another writer may be using that inflight name).
+    async fn put(&self, local: &Path, remote: &str, mode: PutMode) -> io::Result<u64>;
+    /// Renames `from` to `to`, replacing `to` if it exists.
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes a file or link; an absent one is not an error.
+    async fn remove(&self, path: &str) -> io::Result<()>;
+    /// Removes an empty directory; an absent one is not an error.
+    async fn rmdir(&self, path: &str) -> io::Result<()>;
+    /// Makes `path` a symbolic link to `target`, replacing what was there.
+    async fn symlink(&self, target: &str, path: &str) -> io::Result<()>;
+    /// Sets the mode and/or the (atime, mtime) of `path`.
+    async fn setstat(&self, path: &str, mode: Option<u32>, times: Option<(SystemTime, SystemTime)>) -> io::Result<()>;
+    /// Stats `path` (not following a final symlink); `None` if absent.
+    async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>>;
+    /// Copies `remote` into the local file `local`; returns the bytes read.
+    async fn get(&self, remote: &str, local: &Path) -> io::Result<u64>;
+}
+
+/// The transport for a `sendTo` URL.
+pub fn for_url(send_to: &str) -> io::Result<Box<dyn Transport>> {
+    let scheme = send_to.split(':').next().unwrap_or("");
+    match scheme {
+        "file" => Ok(Box::new(file::FileTransport::new(file::root_of(send_to)))),
+        other => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("sendTo scheme '{other}:' is not supported (known: file:)"),
+        )),
+    }
+}

@@ -1,0 +1,42 @@
+//! `pitcher stop`: clear the started marker, then SIGTERM the instances
+//! and SIGKILL those still alive after a bounded wait. With no config
+//! named, everything stops, the supervisor too.
+
+use super::select;
+use crate::state::{pidfile, Paths};
+use crate::supervisor::{self, started_marker};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long an instance has to finish its batch after SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// `pitcher stop [configs]`.
+pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
+    let targets = select(paths, specs)?;
+    for (component, name) in &targets {
+        let _ = std::fs::remove_file(started_marker(paths, *component, name));
+    }
+    if specs.is_empty() {
+        if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
+            supervisor::stop_pids(&[pid], GRACE + Duration::from_secs(5));
+        }
+    }
+    for (component, name) in &targets {
+        // A supervisor may have been starting one as the marker went: look twice.
+        let mut killed = Vec::new();
+        let mut stopped = 0;
+        for _ in 0..2 {
+            let pids: Vec<i32> = supervisor::live_instances(paths, *component, name).into_iter().map(|(_, p)| p).collect();
+            stopped += pids.len();
+            killed.extend(supervisor::stop_pids(&pids, GRACE));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        match (stopped, killed.len()) {
+            (0, _) => {}
+            (n, 0) => println!("stopped {component}/{name} ({n} instances)"),
+            (n, k) => println!("stopped {component}/{name} ({n} instances; {k} killed after {}s)", GRACE.as_secs()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

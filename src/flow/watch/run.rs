@@ -1,0 +1,360 @@
+//! The watch flow: file system events become v03 announcements on
+//! `post_broker`/`post_exchange`.
+//!
+//! At start every watched tree is scanned and compared with the inventory
+//! of what was announced before, so files that arrived (or changed, or went
+//! away) while pitcher was stopped are announced, and nothing unchanged is
+//! announced twice. Then events are announced as they come: nothing waits
+//! for sr3's 5 s `sleep`. Announcements that cannot be published (broker
+//! down, no queue bound yet) wait in memory and are retried with backoff;
+//! the inventory is written only after a publish succeeds, so a crash in
+//! between only repeats an announcement.
+
+use super::inventory::{Change, Inventory, Kind, Seen};
+use super::tree::{FsEvent, TreeWatcher};
+use crate::broker::{BrokerError, Outgoing, Publisher};
+use crate::config::Config;
+use crate::flow::{filter, Instance};
+use crate::message::{FileMessageOptions, Message};
+use crate::state::nodupe::{self, NodupeCache, NodupeEntry};
+use anyhow::Context;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// An announcement waiting to be published, and what to record after.
+struct Pending {
+    msg: Message,
+    changes: Vec<Change>,
+}
+
+/// Runs a watch instance until it is asked to stop.
+pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
+    let cfg = inst.cfg.clone();
+    anyhow::ensure!(!cfg.paths.is_empty(), "a watch needs at least one `path`");
+    let base_url = cfg.post_base_url.clone().context("a watch needs post_baseUrl")?;
+    let roots: Vec<PathBuf> = cfg.paths.iter().map(PathBuf::from).collect();
+    for r in &roots {
+        while !r.is_dir() {
+            tracing::error!("watched path {} is not a directory (yet); waiting for it", r.display());
+            if inst.pause(Duration::from_secs(5)).await {
+                return Ok(());
+            }
+        }
+    }
+    let state_dir = inst.paths.config_state(cfg.component, &cfg.name);
+    let mut inventory = Inventory::open(&state_dir.join("inventory.db")).context("opening the watch inventory")?;
+    let mut nodupe = if cfg.nodupe_ttl.is_zero() {
+        None
+    } else {
+        Some(NodupeCache::open(&crate::state::nodupe_db(&state_dir), cfg.nodupe_ttl)?)
+    };
+    let mut watcher = TreeWatcher::new(&roots, cfg.recursive).context("starting inotify")?;
+    let ann = Announcer { cfg: &cfg, base_url: &base_url };
+    let mut pending: Vec<Pending> = Vec::new();
+    pending.extend(ann.reconcile(&roots, &watcher.scan(), &inventory));
+    tracing::info!("watch {} started on {}: {} to announce from the start-up scan", cfg.name, join_paths(&roots), pending.len());
+    let mut publisher = crate::flow::connect_publisher(&mut inst).await;
+    let mut delay = Duration::from_millis(200);
+    let mut said_unroutable = false;
+    let mut removed: HashSet<PathBuf> = HashSet::new();
+    while !inst.stopping() {
+        if !pending.is_empty() {
+            if publisher.is_none() {
+                publisher = crate::flow::connect_publisher(&mut inst).await;
+            }
+            if let Some(p) = publisher.as_mut() {
+                match publish(&mut inst, p.as_mut(), &mut inventory, &mut nodupe, &pending).await {
+                    Ok(()) => {
+                        pending.clear();
+                        removed.clear();
+                        delay = Duration::from_millis(200);
+                        said_unroutable = false;
+                    }
+                    Err(BrokerError::Unroutable { exchange, .. }) => {
+                        if !said_unroutable {
+                            tracing::warn!(
+                                "no queue is bound to exchange {exchange} yet: {} announcements wait (start the sender, or run `pitcher declare`)",
+                                pending.len()
+                            );
+                            said_unroutable = true;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("publishing {} announcements failed: {e}; will retry", pending.len());
+                        publisher = None;
+                    }
+                }
+            }
+        }
+        inst.metrics.connected = publisher.is_some();
+        inst.save_metrics(false);
+        let wait = if pending.is_empty() { Duration::from_millis(500) } else { delay };
+        if !pending.is_empty() {
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        let events = tokio::select! {
+            r = watcher.next_batch(wait) => r,
+            _ = inst.pause(wait) => continue,
+        };
+        match events {
+            Ok(evs) => {
+                for ev in evs {
+                    inst.metrics.received += 1;
+                    inst.metrics.last_message = crate::flow::now_epoch();
+                    match ann.event(ev, &inventory, &mut removed) {
+                        Ok(items) => pending.extend(items),
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!("reading file events: {e}"),
+        }
+    }
+    if !pending.is_empty() {
+        tracing::warn!("stopping with {} announcements unpublished: they will be found again at start", pending.len());
+    }
+    inst.save_metrics(true);
+    Ok(())
+}
+
+fn join_paths(p: &[PathBuf]) -> String {
+    p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Publishes all pending announcements that pass the masks and nodupe, then
+/// records them in the inventory and nodupe cache.
+async fn publish(
+    inst: &mut Instance,
+    p: &mut dyn Publisher,
+    inventory: &mut Inventory,
+    nodupe: &mut Option<NodupeCache>,
+    pending: &[Pending],
+) -> Result<(), BrokerError> {
+    let cfg = inst.cfg.clone();
+    let mut out: Vec<Outgoing> = Vec::new();
+    let mut seen: Vec<NodupeEntry> = Vec::new();
+    let mut logged = Vec::new();
+    for item in pending {
+        if let Some(cache) = nodupe.as_ref() {
+            let e = nodupe::entry_for(&item.msg, cfg.nodupe_basis);
+            if cache.is_duplicate(&e.key, &e.path).unwrap_or(false) {
+                inst.metrics.duplicates += 1;
+                continue;
+            }
+            seen.push(e);
+        }
+        if let Some(o) = crate::flow::outgoing(&cfg, &item.msg) {
+            logged.push((item.msg.rel_path.clone(), item.msg.size, o.topic.clone()));
+            out.push(o);
+        }
+    }
+    for chunk in out.chunks(cfg.batch.max(1) * 4) {
+        p.publish(chunk).await?;
+    }
+    let changes: Vec<Change> = pending.iter().flat_map(|p| p.changes.iter().cloned()).collect();
+    if let Err(e) = inventory.apply(&changes) {
+        tracing::error!("watch inventory: {e}");
+    }
+    if let Some(cache) = nodupe.as_mut() {
+        if let Err(e) = cache.record(&seen) {
+            tracing::warn!("nodupe cache: {e}");
+        }
+    }
+    inst.metrics.posted += out.len() as u64;
+    if !out.is_empty() {
+        inst.metrics.last_transfer = crate::flow::now_epoch();
+    }
+    let exchange = cfg.post_exchange.as_deref().unwrap_or("");
+    for (rel, size, topic) in logged {
+        match size {
+            Some(s) => tracing::info!("posted: {exchange} {topic} relPath: {rel} size: {s}"),
+            None => tracing::info!("posted: {exchange} {topic} relPath: {rel}"),
+        }
+    }
+    Ok(())
+}
+
+/// Turns file system facts into announcements for one watch config.
+struct Announcer<'a> {
+    cfg: &'a Config,
+    base_url: &'a str,
+}
+
+impl Announcer<'_> {
+    /// The relPath of a local path: relative to post_baseDir, else the
+    /// absolute path without its leading `/`.
+    fn rel_path(&self, p: &Path) -> Result<String, String> {
+        let text = p.to_str().ok_or_else(|| format!("skipped {}: the name is not valid UTF-8", p.display()))?;
+        if let Some(base) = self.cfg.post_base_dir.as_deref().filter(|b| !b.is_empty() && *b != "/") {
+            if let Some(rest) = text.strip_prefix(base.trim_end_matches('/')) {
+                if rest.starts_with('/') || rest.is_empty() {
+                    return Ok(rest.trim_start_matches('/').to_string());
+                }
+            }
+        }
+        Ok(text.trim_start_matches('/').to_string())
+    }
+
+    fn accepted(&self, msg: &Message) -> bool {
+        filter::decide(self.cfg, &msg.url()).is_some()
+    }
+
+    fn options(&self) -> FileMessageOptions {
+        FileMessageOptions {
+            identity_method: self.cfg.identity_method.clone(),
+            time_copy: self.cfg.time_copy,
+            perm_copy: self.cfg.perm_copy,
+            source: self.cfg.source.clone(),
+        }
+    }
+
+    /// The announcement of what is at `p` now (file, link or directory);
+    /// `None` when it vanished, is unchanged since announced (when
+    /// `use_inventory`), is rejected, or its kind of event is off.
+    fn present(&self, p: &Path, inventory: &Inventory, use_inventory: bool) -> Result<Option<Pending>, String> {
+        let meta = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(_) => return Ok(None),
+        };
+        let seen = Seen::of(&meta);
+        if use_inventory && inventory.get(p).ok().flatten() == Some(seen) {
+            return Ok(None);
+        }
+        let rel = self.rel_path(p)?;
+        if rel.is_empty() {
+            return Ok(None); // the watched directory itself
+        }
+        let ev = &self.cfg.file_events;
+        let msg = match seen.kind {
+            Kind::Dir if ev.mkdir => {
+                use std::os::unix::fs::PermissionsExt;
+                Message::for_mkdir(self.base_url, &rel, meta.permissions().mode() & 0o7777)
+            }
+            Kind::Link if ev.link => {
+                let target = std::fs::read_link(p).map_err(|e| format!("readlink {}: {e}", p.display()))?;
+                let target = target.to_str().ok_or_else(|| format!("skipped link {}: target not UTF-8", p.display()))?;
+                Message::for_link(self.base_url, &rel, target)
+            }
+            Kind::File if ev.create || ev.modify => match Message::for_file(self.base_url, &rel, p, &self.options()) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(format!("skipped {}: cannot read it: {e}", p.display())),
+            },
+            _ => return Ok(None),
+        };
+        if !self.accepted(&msg) {
+            return Ok(None);
+        }
+        Ok(Some(Pending { msg, changes: vec![Change::Put(p.to_path_buf(), seen)] }))
+    }
+
+    /// The announcements that `p` is gone: for a directory, first every
+    /// announced path below it not yet announced gone (a tree moved out of
+    /// the watch gives one event for its top only), deepest first.
+    fn gone(&self, p: &Path, was_dir: bool, inv: &Inventory, removed: &mut HashSet<PathBuf>) -> Result<Vec<Pending>, String> {
+        let mut out = Vec::new();
+        if was_dir {
+            let mut below: Vec<(PathBuf, Seen)> =
+                inv.under(p).map_err(|e| e.to_string())?.into_iter().filter(|(q, _)| q != p && !removed.contains(q)).collect();
+            below.sort_by(|a, b| b.0.cmp(&a.0));
+            for (q, s) in below {
+                out.extend(self.gone_one(&q, s.kind == Kind::Dir, removed)?);
+            }
+        }
+        out.extend(self.gone_one(p, was_dir, removed)?);
+        Ok(out)
+    }
+
+    fn gone_one(&self, p: &Path, was_dir: bool, removed: &mut HashSet<PathBuf>) -> Result<Option<Pending>, String> {
+        removed.insert(p.to_path_buf());
+        let rel = self.rel_path(p)?;
+        let ev = &self.cfg.file_events;
+        let msg = match was_dir {
+            true if ev.rmdir => Message::for_rmdir(self.base_url, &rel),
+            false if ev.delete => Message::for_remove(self.base_url, &rel),
+            _ => return Ok(None),
+        };
+        Ok(self.accepted(&msg).then_some(Pending { msg, changes: vec![Change::Remove(p.to_path_buf())] }))
+    }
+
+    /// Announcements for one event.
+    fn event(&self, ev: FsEvent, inv: &Inventory, removed: &mut HashSet<PathBuf>) -> Result<Vec<Pending>, String> {
+        Ok(match ev {
+            FsEvent::File(p) | FsEvent::Link(p) | FsEvent::Dir(p) => {
+                removed.remove(&p);
+                self.present(&p, inv, true)?.into_iter().collect()
+            }
+            FsEvent::Removed { path, was_dir } => self.gone(&path, was_dir, inv, removed)?,
+            FsEvent::Renamed { from, to, is_dir } => self.renamed(&from, &to, is_dir, inv, removed)?,
+        })
+    }
+
+    /// A rename inside the tree: each new name carries `fileOp.rename` with
+    /// its old absolute path when the old one had been announced (so the
+    /// destination renames instead of copying again); otherwise (e.g.
+    /// `x.tmp` → `x`) it is announced as a new file. When nothing at the
+    /// new name is accepted (`x` → `x.tmp`), the old one is announced gone.
+    fn renamed(&self, from: &Path, to: &Path, is_dir: bool, inv: &Inventory, removed: &mut HashSet<PathBuf>) -> Result<Vec<Pending>, String> {
+        let known = inv.under(from).map_err(|e| e.to_string())?;
+        let mut targets = vec![(from.to_path_buf(), to.to_path_buf())];
+        if is_dir {
+            for e in walkdir::WalkDir::new(to).min_depth(1).into_iter().flatten() {
+                if let Ok(sub) = e.path().strip_prefix(to) {
+                    targets.push((from.join(sub), e.path().to_path_buf()));
+                }
+            }
+        }
+        let mut out: Vec<Pending> = Vec::new();
+        for (old, new) in targets {
+            removed.remove(&new);
+            let Some(mut item) = self.present(&new, inv, false)? else { continue };
+            if let (true, Some(old_text)) = (known.contains_key(&old), old.to_str()) {
+                item.msg = item.msg.with_rename(old_text.to_string());
+            }
+            out.push(item);
+        }
+        if !known.is_empty() {
+            if out.is_empty() {
+                return self.gone(from, is_dir, inv, removed);
+            }
+            // The old names are gone from the inventory once this is out.
+            out[0].changes.insert(0, Change::Remove(from.to_path_buf()));
+        }
+        Ok(out)
+    }
+
+    /// Compares a start-up scan of the `roots` with the inventory: announces what
+    /// is new or changed, and what was announced but is gone.
+    fn reconcile(&self, roots: &[PathBuf], scan: &[FsEvent], inv: &Inventory) -> Vec<Pending> {
+        let mut out = Vec::new();
+        let mut present = HashSet::new();
+        for ev in scan {
+            let p = match ev {
+                FsEvent::File(p) | FsEvent::Link(p) | FsEvent::Dir(p) => p,
+                _ => continue,
+            };
+            present.insert(p.clone());
+            match self.present(p, inv, true) {
+                Ok(Some(item)) => out.push(item),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        let mut removed = HashSet::new();
+        let mut gone: Vec<(PathBuf, Seen)> = roots
+            .iter()
+            .flat_map(|r| inv.under(r).unwrap_or_default())
+            .filter(|(p, _)| !present.contains(p))
+            .collect();
+        gone.sort_by(|a, b| b.0.cmp(&a.0));
+        for (p, s) in gone {
+            match self.gone_one(&p, s.kind == Kind::Dir, &mut removed) {
+                Ok(Some(item)) => out.push(item),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,27 @@
+//! Opening the small SQLite stores the same way everywhere.
+
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
+
+/// Opens (creating if needed) a database in WAL mode, safe to share between
+/// processes on a local disk, with `synchronous=FULL`: these stores decide
+/// whether a message may be acknowledged, so a commit must survive a crash.
+pub fn open(path: &Path) -> rusqlite::Result<Connection> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+/// Seconds since the epoch, as a float (the stores' time unit).
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

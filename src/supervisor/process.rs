@@ -1,0 +1,103 @@
+//! Spawning and signalling processes.
+
+use crate::config::Component;
+use crate::state::{pidfile, Paths};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Opens (creating) a log file for appending, mode 0600.
+fn log_for_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// This program, with the config and state roots passed on explicitly.
+fn pitcher(paths: &Paths) -> std::io::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.env("PITCHER_CONFIG_DIR", &paths.config_dir).env("PITCHER_STATE_DIR", &paths.state_dir);
+    Ok(cmd)
+}
+
+/// Starts instance `n` of `component/name` in its own process group, with
+/// stdin from /dev/null and its output appended to its log.
+pub fn spawn_instance(paths: &Paths, component: Component, name: &str, n: u32) -> std::io::Result<Child> {
+    let log = log_for_append(&paths.log_file(component, name, n))?;
+    pitcher(paths)?
+        .args(["instance", "--no", &n.to_string(), &format!("{}/{}", component.name(), name)])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+}
+
+/// Makes sure the user's supervisor runs; starts it detached if not.
+/// Returns its pid.
+pub fn ensure_supervisor(paths: &Paths) -> std::io::Result<i32> {
+    if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
+        return Ok(pid);
+    }
+    let log = log_for_append(&paths.supervisor_log())?;
+    let mut child = pitcher(paths)?
+        .arg("supervise")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
+            // It reparents to init when we exit; nothing to wait for here.
+            std::mem::forget(child);
+            return Ok(pid);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Another supervisor may have won the race for the lock.
+            if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
+                return Ok(pid);
+            }
+            return Err(std::io::Error::other(format!(
+                "the supervisor exited at once ({status}); see {}",
+                paths.supervisor_log().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(std::io::Error::other("the supervisor did not start within 10 s"))
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Stops processes gracefully: SIGTERM, then SIGKILL for those still alive
+/// after `grace`. Returns the pids that had to be killed.
+pub fn stop_pids(pids: &[i32], grace: Duration) -> Vec<i32> {
+    for &p in pids {
+        let _ = kill(Pid::from_raw(p), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    let mut left: Vec<i32> = pids.to_vec();
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left.retain(|&p| alive(p));
+    }
+    for &p in &left {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+    left
+}
