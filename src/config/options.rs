@@ -143,7 +143,14 @@ pub struct FileEvents {
 
 impl Default for FileEvents {
     fn default() -> Self {
-        FileEvents { create: true, delete: true, link: true, mkdir: true, modify: true, rmdir: true }
+        FileEvents {
+            create: true,
+            delete: true,
+            link: true,
+            mkdir: true,
+            modify: true,
+            rmdir: true,
+        }
     }
 }
 

@@ -32,7 +32,10 @@ enum Slot {
     Event(FsEvent),
     /// A `IN_MOVED_FROM` not yet paired: becomes `Removed` if no
     /// `IN_MOVED_TO` follows, or is emptied when the rename is pushed.
-    MovedFrom { path: PathBuf, is_dir: bool },
+    MovedFrom {
+        path: PathBuf,
+        is_dir: bool,
+    },
     Empty,
 }
 
@@ -215,16 +218,20 @@ mod tests {
 
     #[test]
     fn take_subtree_takes_descendants_but_not_siblings_sharing_a_prefix() {
-        let mut map: BTreeMap<PathBuf, u8> = ["/a/b", "/a/b/c", "/a/b/c/d", "/a/b0", "/a/b.x", "/a"]
-            .iter()
-            .map(|p| (PathBuf::from(p), 0))
-            .collect();
+        let mut map: BTreeMap<PathBuf, u8> =
+            ["/a/b", "/a/b/c", "/a/b/c/d", "/a/b0", "/a/b.x", "/a"]
+                .iter()
+                .map(|p| (PathBuf::from(p), 0))
+                .collect();
         let mut taken: Vec<PathBuf> = take_subtree(&mut map, Path::new("/a/b"))
             .into_iter()
             .map(|(p, _)| p)
             .collect();
         taken.sort();
-        assert_eq!(taken, vec![PathBuf::from("/a/b"), "/a/b/c".into(), "/a/b/c/d".into()]);
+        assert_eq!(
+            taken,
+            vec![PathBuf::from("/a/b"), "/a/b/c".into(), "/a/b/c/d".into()]
+        );
         assert_eq!(map.len(), 3);
     }
 }

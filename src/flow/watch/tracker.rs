@@ -327,3 +327,137 @@ fn init_error(e: io::Error) -> io::Error {
         _ => io::Error::new(e.kind(), format!("cannot start file watching: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(root: &Path) -> Tracker {
+        Tracker::new(&[root.to_path_buf()], true).expect("tracker starts")
+    }
+
+    /// Reads batches until nothing more comes for 200 ms.
+    fn read_all(t: &mut Tracker) -> Vec<FsEvent> {
+        let mut all = Vec::new();
+        loop {
+            let batch = t.read_batch(Duration::from_millis(200)).expect("read");
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch);
+        }
+    }
+
+    #[test]
+    fn within_one_batch_repeated_writes_coalesce_and_other_events_keep_their_order() {
+        let hot = tempfile::tempdir().unwrap();
+        let h = hot.path();
+        let mut t = tracker(h);
+        for i in 0..3 {
+            fs::write(h.join("f"), format!("{i}")).unwrap();
+        }
+        fs::write(h.join("g"), "g").unwrap();
+        fs::remove_file(h.join("g")).unwrap();
+        fs::write(h.join("f"), "again").unwrap();
+        let batch = t.read_batch(Duration::from_secs(1)).unwrap();
+        let g_removed = FsEvent::Removed {
+            path: h.join("g"),
+            was_dir: false,
+        };
+        assert_eq!(
+            batch,
+            vec![
+                FsEvent::File(h.join("f")),
+                FsEvent::File(h.join("g")),
+                g_removed
+            ]
+        );
+    }
+
+    #[test]
+    fn overflow_recovery_rewatches_moved_directories_and_reports_a_full_scan() {
+        let hot = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let h = hot.path();
+        fs::create_dir_all(h.join("d/sub")).unwrap();
+        fs::create_dir(h.join("leaving")).unwrap();
+        let mut t = tracker(h);
+        assert_eq!(t.watched_dirs(), 4);
+
+        // Changes whose events are then lost, as in an overflow.
+        fs::rename(h.join("d"), h.join("e")).unwrap();
+        fs::create_dir(h.join("e/new")).unwrap();
+        fs::write(h.join("e/new/f"), "f").unwrap();
+        fs::rename(h.join("leaving"), outside.path().join("left")).unwrap();
+        t.discard_queued_events().unwrap();
+
+        let mut batch = Batch::new();
+        t.recover_from_overflow(&mut batch);
+        assert_eq!(
+            batch.finish(),
+            vec![
+                FsEvent::Dir(h.join("e")),
+                FsEvent::Dir(h.join("e/new")),
+                FsEvent::File(h.join("e/new/f")),
+                FsEvent::Dir(h.join("e/sub")),
+            ]
+        );
+        assert_eq!(t.watched_dirs(), 4, "root, e, e/new, e/sub");
+
+        // Later events carry the current paths; the moved-out directory is
+        // no longer watched.
+        fs::write(h.join("e/sub/g"), "g").unwrap();
+        fs::write(outside.path().join("left/x"), "x").unwrap();
+        assert_eq!(read_all(&mut t), vec![FsEvent::File(h.join("e/sub/g"))]);
+    }
+
+    #[test]
+    fn a_burst_that_overflows_the_kernel_queue_is_still_reported_whole() {
+        let max_queued: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(16384);
+        if max_queued > 100_000 {
+            eprintln!("max_queued_events is {max_queued}: burst test skipped");
+            return;
+        }
+        let hot = tempfile::tempdir().unwrap();
+        let h = hot.path();
+        fs::create_dir(h.join("burst")).unwrap();
+        let mut t = tracker(h);
+        // Each file costs two events (IN_CREATE, IN_CLOSE_WRITE).
+        let count = max_queued / 2 + 500;
+        for i in 0..count {
+            fs::write(h.join(format!("burst/f{i}")), "").unwrap();
+        }
+        let events = read_all(&mut t);
+        assert!(t.overflows >= 1, "the queue did not overflow");
+        let files: std::collections::HashSet<&Path> = events
+            .iter()
+            .filter(|e| matches!(e, FsEvent::File(_)))
+            .map(FsEvent::path)
+            .collect();
+        assert_eq!(files.len(), count);
+        fs::write(h.join("burst/after"), "a").unwrap();
+        assert_eq!(read_all(&mut t), vec![FsEvent::File(h.join("burst/after"))]);
+    }
+
+    #[test]
+    fn deleted_directories_leave_the_watch_table() {
+        let hot = tempfile::tempdir().unwrap();
+        let h = hot.path();
+        fs::create_dir_all(h.join("d/sub/subsub")).unwrap();
+        let mut t = tracker(h);
+        assert_eq!(t.watched_dirs(), 4);
+        fs::remove_dir_all(h.join("d")).unwrap();
+        let events = read_all(&mut t);
+        assert_eq!(
+            events.last(),
+            Some(&FsEvent::Removed {
+                path: h.join("d"),
+                was_dir: true
+            })
+        );
+        assert_eq!(t.watched_dirs(), 1);
+    }
+}
