@@ -294,3 +294,33 @@ pub(super) fn watch_error(dir: &Path, e: io::Error) -> io::Error {
         _ => io::Error::new(e.kind(), format!("cannot watch {}: {e}", dir.display())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_events_that_mean_ready_are_subscribed() {
+        let mask = event_mask();
+        // A sender opening and reading the files it announces must cost
+        // nothing, and a file being written is announced once, when closed.
+        for noisy in [
+            WatchMask::OPEN,
+            WatchMask::ACCESS,
+            WatchMask::MODIFY,
+            WatchMask::CLOSE_NOWRITE,
+            WatchMask::ATTRIB,
+        ] {
+            assert!(!mask.contains(noisy), "{noisy:?} is subscribed");
+        }
+        for wanted in [
+            WatchMask::CLOSE_WRITE,
+            WatchMask::CREATE,
+            WatchMask::DELETE,
+            WatchMask::MOVED_FROM,
+            WatchMask::MOVED_TO,
+        ] {
+            assert!(mask.contains(wanted), "{wanted:?} is not subscribed");
+        }
+    }
+}

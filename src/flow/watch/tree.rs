@@ -150,6 +150,8 @@ impl TreeWatcher {
     /// the trees. An error means the watcher has stopped (the inotify
     /// instance failed); watch-limit errors on new directories do not stop
     /// it: they are logged and the directory's contents are still reported.
+    ///
+    /// Cancel-safe: dropping the future (in a `select!`) loses no events.
     pub async fn next_batch(&mut self, max_wait: Duration) -> io::Result<Vec<FsEvent>> {
         if let Some(e) = self.deferred_error.take() {
             return Err(e);
