@@ -58,9 +58,7 @@ pub struct QueueSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// No queue is bound to receive this message.
-    #[error(
-        "no queue is bound to exchange {exchange} for topic {topic}: nothing would receive it"
-    )]
+    #[error("no queue is bound to exchange {exchange} for topic {topic}: nothing would receive it")]
     Unroutable { exchange: String, topic: String },
     /// The exchange does not exist (yet).
     #[error("exchange {0} does not exist")]

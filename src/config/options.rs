@@ -143,14 +143,7 @@ pub struct FileEvents {
 
 impl Default for FileEvents {
     fn default() -> Self {
-        FileEvents {
-            create: true,
-            delete: true,
-            link: true,
-            mkdir: true,
-            modify: true,
-            rmdir: true,
-        }
+        FileEvents { create: true, delete: true, link: true, mkdir: true, modify: true, rmdir: true }
     }
 }
 
