@@ -1,0 +1,21 @@
+//! The `watch` component: file-system events from the hot directories,
+//! reduced to what is ready to announce.
+//!
+//! * [`run`]: the flow: events and start-up scans become announcements.
+//! * [`inventory`]: what was announced, so restarts announce only changes.
+//! * [`tree`]: the public face: [`tree::TreeWatcher`] (inotify on Linux,
+//!   recursive, with start-up and overflow scans) and [`tree::FsEvent`].
+//! * `tracker`: the inotify reader that pairs renames and handles
+//!   overflows; runs on the watcher's own thread.
+//! * `table`: which directory each inotify watch descriptor stands for.
+//! * `batch`: coalescing of one batch of events.
+
+mod batch;
+pub mod inventory;
+pub mod run;
+mod table;
+mod tracker;
+pub mod tree;
+
+#[cfg(test)]
+mod tests;
