@@ -1,4 +1,3 @@
 //! The embedded broker `local:`: exchanges, bindings and durable queues in
 //! one SQLite database (WAL) under the state directory, shared by every
 //! pitcher process of the user.
-#[path = "stub.rs"] mod stub; pub use stub::*;

@@ -1,0 +1,156 @@
+//! A throwaway pitcher installation for integration tests: its own config
+//! and state dirs, a hot directory and a destination, and the real binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Env {
+    pub root: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub hot: PathBuf,
+    pub dest: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let root = tempfile::Builder::new().prefix("pitcher-it").tempdir().unwrap();
+        let r = root.path().to_path_buf();
+        let env = Env { config: r.join("config"), state: r.join("state"), hot: r.join("hot"), dest: r.join("dest"), root };
+        for d in [&env.config, &env.state, &env.hot, &env.dest] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        env
+    }
+
+    /// Writes `<config>/<rel>` (e.g. `sender/x.conf`).
+    pub fn write_config(&self, rel: &str, body: &str) {
+        let p = self.config.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+
+    /// The tutorial's watch and a file: sender, on the embedded broker.
+    pub fn hot_directory(&self, instances: u32, extra_sender: &str) {
+        self.write_config(
+            "watch/hot.conf",
+            &format!(
+                "post_broker local:\npost_exchange xs_it_hot\npost_baseUrl file:{hot}\npath {hot}\nnodupe_ttl on\nreject .*\\.tmp$\naccept .*\n",
+                hot = self.hot.display()
+            ),
+        );
+        self.write_config(
+            "sender/hot.conf",
+            &format!(
+                "broker local:\nexchange xs_it_hot\nsendTo file:\ndirectory {dest}\ninstances {instances}\ninflight .tmp\nnodupe_ttl on\nreject .*\\.tmp$\naccept .*\n{extra_sender}\n",
+                dest = self.dest.display()
+            ),
+        );
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pitcher"));
+        c.env("PITCHER_CONFIG_DIR", &self.config).env("PITCHER_STATE_DIR", &self.state);
+        c
+    }
+
+    /// Runs `pitcher args…`, returning its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run pitcher")
+    }
+
+    /// Runs `pitcher args…` and asserts it succeeded.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "pitcher {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Every log line so far, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.state.join("log")) {
+            for e in rd.flatten() {
+                out += &format!("==> {} <==\n{}\n", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Pids of the live instances of `component/name`.
+    pub fn instance_pids(&self, comp_name: &str) -> Vec<i32> {
+        let dir = self.state.join(comp_name);
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".pid") {
+                if let Some(p) = pitcher::state::pidfile::read_live(&e.path()) {
+                    pids.push(p);
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("stop").output();
+    }
+}
+
+/// Regular files under `dir`: relative path → content.
+pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read(e.path()).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// Waits (bounded) until `f` is true; returns whether it became true.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// Waits until `dest` holds exactly the files of `expected` (no `.tmp`),
+/// failing the test with a diff and the logs otherwise.
+pub fn assert_delivered(env: &Env, expected: &BTreeMap<String, Vec<u8>>, limit: Duration) {
+    let ok = wait_until(limit, || &tree(&env.dest) == expected);
+    if !ok {
+        let got = tree(&env.dest);
+        let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(10).collect();
+        let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).take(10).collect();
+        let differ: Vec<_> = expected.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| k).take(10).collect();
+        let tail: String = env.logs().lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        panic!(
+            "destination differs after {limit:?}: {} expected, {} present; missing {missing:?}; extra {extra:?}; different {differ:?}\nlogs:\n{tail}",
+            expected.len(),
+            got.len()
+        );
+    }
+}
+
+/// Deterministic content for file `i`.
+pub fn content(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|k| ((i * 31 + k * 7) % 251) as u8).collect()
+}

@@ -1,0 +1,202 @@
+//! The hot directory on one machine: watch → embedded queue → sender →
+//! destination directory, run as real daemons by the real binary.
+
+mod common;
+
+use common::{assert_delivered, content, tree, wait_until, Env};
+use std::collections::BTreeMap;
+use std::os::unix::fs::symlink;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+#[test]
+fn thousand_files_dropped_every_way_arrive_whole_without_tmp() {
+    let env = Env::new();
+    env.hot_directory(3, "");
+    env.ok(&["start"]);
+    let mut expected = BTreeMap::new();
+    // Flat.
+    for i in 0..300 {
+        let c = content(i, 100 + i);
+        std::fs::write(env.hot.join(format!("flat_{i:03}.dat")), &c).unwrap();
+        expected.insert(format!("flat_{i:03}.dat"), c);
+    }
+    // Nested, created as they are written (mkdir -p then write at once).
+    for i in 0..300 {
+        let rel = format!("deep/a{}/b{}/c{}/n_{i:03}.dat", i % 3, i % 5, i % 7);
+        let p = env.hot.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let c = content(i + 1000, 50 + i % 200);
+        std::fs::write(&p, &c).unwrap();
+        expected.insert(rel, c);
+    }
+    // cp from outside.
+    let outside = env.root.path().join("outside");
+    std::fs::create_dir_all(outside.join("tree/sub")).unwrap();
+    for i in 0..200 {
+        let c = content(i + 2000, 300);
+        let src = outside.join(format!("cp_{i:03}.dat"));
+        std::fs::write(&src, &c).unwrap();
+        std::fs::copy(&src, env.hot.join(format!("cp_{i:03}.dat"))).unwrap();
+        expected.insert(format!("cp_{i:03}.dat"), c);
+    }
+    // mv of a whole tree from outside.
+    for i in 0..100 {
+        let c = content(i + 3000, 64);
+        let sub = if i % 2 == 0 { "tree" } else { "tree/sub" };
+        std::fs::write(outside.join(sub).join(format!("mv_{i:03}.dat")), &c).unwrap();
+        let rel = format!("{}/mv_{i:03}.dat", sub.replacen("tree", "moved", 1));
+        expected.insert(rel, c);
+    }
+    std::fs::rename(outside.join("tree"), env.hot.join("moved")).unwrap();
+    // Written under a rejected name, then renamed to an accepted one.
+    for i in 0..100 {
+        let c = content(i + 4000, 2000);
+        std::fs::write(env.hot.join(format!("r_{i:03}.csv.tmp")), &c).unwrap();
+        std::fs::rename(env.hot.join(format!("r_{i:03}.csv.tmp")), env.hot.join(format!("r_{i:03}.csv"))).unwrap();
+        expected.insert(format!("r_{i:03}.csv"), c);
+    }
+    assert_eq!(expected.len(), 1000);
+    assert_delivered(&env, &expected, LIMIT);
+    let status = env.ok(&["status"]);
+    assert!(status.contains("sender/hot") && status.contains("3/3"), "{status}");
+}
+
+#[test]
+fn files_written_while_stopped_arrive_after_start_and_nothing_is_lost_across_stop() {
+    let env = Env::new();
+    env.hot_directory(2, "");
+    env.ok(&["start"]);
+    let mut expected = BTreeMap::new();
+    for i in 0..400 {
+        let c = content(i, 500);
+        std::fs::write(env.hot.join(format!("a_{i:03}")), &c).unwrap();
+        expected.insert(format!("a_{i:03}"), c);
+    }
+    // Stop in the middle of the flow.
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["stop"]);
+    assert!(env.instance_pids("sender/hot").is_empty(), "instances left after stop");
+    for i in 0..200 {
+        let c = content(i + 9000, 700);
+        std::fs::write(env.hot.join(format!("b_{i:03}")), &c).unwrap();
+        expected.insert(format!("b_{i:03}"), c);
+    }
+    env.ok(&["start"]);
+    assert_delivered(&env, &expected, LIMIT);
+    // A second restart announces nothing again: the files are unchanged.
+    env.ok(&["stop"]);
+    let posted_before = posted(&env);
+    env.ok(&["start"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(posted(&env), posted_before, "unchanged files were announced again after a restart");
+}
+
+fn posted(env: &Env) -> usize {
+    env.logs().lines().filter(|l| l.contains("posted: ")).count()
+}
+
+#[test]
+fn kill_9_of_a_sender_instance_mid_run_loses_nothing() {
+    let env = Env::new();
+    env.hot_directory(2, "");
+    env.ok(&["start"]);
+    let mut expected = BTreeMap::new();
+    for i in 0..600 {
+        let c = content(i, 4096);
+        std::fs::write(env.hot.join(format!("k_{i:03}")), &c).unwrap();
+        expected.insert(format!("k_{i:03}"), c);
+    }
+    assert!(wait_until(Duration::from_secs(20), || tree(&env.dest).len() > 20), "nothing arrived: {}", env.logs());
+    let pids = env.instance_pids("sender/hot");
+    assert_eq!(pids.len(), 2, "expected 2 sender instances");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_delivered(&env, &expected, LIMIT);
+    // The supervisor brought the killed instance back.
+    assert!(wait_until(Duration::from_secs(10), || env.instance_pids("sender/hot").len() == 2));
+    assert!(!env.instance_pids("sender/hot").contains(&pids[0]));
+}
+
+#[test]
+fn deletes_renames_links_and_awkward_names_reach_the_destination() {
+    let env = Env::new();
+    env.hot_directory(1, "");
+    env.ok(&["start"]);
+    let names = ["with space.txt", "ünïcödé-文件.txt", "-leading-dash", "new\nline", "zero"];
+    for n in names {
+        std::fs::write(env.hot.join(n), if n == "zero" { vec![] } else { n.as_bytes().to_vec() }).unwrap();
+    }
+    std::fs::create_dir_all(env.hot.join("d/e")).unwrap();
+    std::fs::write(env.hot.join("d/e/gone.txt"), b"bye").unwrap();
+    std::fs::write(env.hot.join("old-name.txt"), b"renamed").unwrap();
+    symlink("with space.txt", env.hot.join("link")).unwrap();
+    assert!(wait_until(LIMIT, || env.dest.join("d/e/gone.txt").exists() && env.dest.join("old-name.txt").exists()));
+    std::fs::rename(env.hot.join("old-name.txt"), env.hot.join("new-name.txt")).unwrap();
+    std::fs::remove_file(env.hot.join("d/e/gone.txt")).unwrap();
+    std::fs::remove_dir(env.hot.join("d/e")).unwrap();
+    let mut expected: BTreeMap<String, Vec<u8>> = names
+        .iter()
+        .map(|n| (n.to_string(), if *n == "zero" { vec![] } else { n.as_bytes().to_vec() }))
+        .collect();
+    expected.insert("new-name.txt".into(), b"renamed".to_vec());
+    // The symlink arrives as a link to the same target (its content is the
+    // target's, as tree() follows it).
+    expected.insert("link".into(), b"with space.txt".to_vec());
+    assert_delivered(&env, &expected, LIMIT);
+    assert_eq!(std::fs::read_link(env.dest.join("link")).unwrap().to_str(), Some("with space.txt"));
+    assert!(wait_until(LIMIT, || !env.dest.join("d/e").exists()), "rmdir not applied");
+    assert!(env.dest.join("d").is_dir());
+}
+
+#[test]
+fn unreadable_and_vanishing_files_are_skipped_with_one_log_line_each() {
+    if nix::unistd::geteuid().is_root() {
+        // root reads everything; make the file unreadable another way: a FIFO
+        // is not a regular file and must be skipped, not block the sender.
+    }
+    let env = Env::new();
+    env.hot_directory(1, "");
+    env.ok(&["start"]);
+    nix::unistd::mkfifo(&env.hot.join("a-fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::fs::write(env.hot.join("fine.txt"), b"fine").unwrap();
+    let mut expected = BTreeMap::new();
+    expected.insert("fine.txt".to_string(), b"fine".to_vec());
+    assert_delivered(&env, &expected, LIMIT);
+    assert!(!env.dest.join("a-fifo").exists());
+}
+
+#[test]
+fn a_bad_config_line_fails_with_file_and_line() {
+    let env = Env::new();
+    env.write_config("sender/bad.conf", "broker local:\nsendTo file:\nacelThreshold 1M\n");
+    let o = env.run(&["start", "sender/bad"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("sender/bad.conf:3"), "{err}");
+    assert!(err.contains("accelThreshold"), "no suggestion: {err}");
+}
+
+#[test]
+fn a_malformed_message_is_set_aside_and_the_flow_goes_on() {
+    let env = Env::new();
+    env.hot_directory(1, "");
+    env.ok(&["start", "sender/hot"]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use pitcher::broker::{Outgoing, Publisher};
+        let db = env.state.join("local/broker.db");
+        let mut p = pitcher::broker::local::open_publisher(&db).unwrap();
+        p.publish(&[Outgoing { exchange: "xs_it_hot".into(), topic: "v03".into(), body: b"{not json".to_vec() }])
+            .await
+            .unwrap();
+    });
+    env.ok(&["start"]);
+    std::fs::write(env.hot.join("after.txt"), b"after").unwrap();
+    let mut expected = BTreeMap::new();
+    expected.insert("after.txt".to_string(), b"after".to_vec());
+    assert_delivered(&env, &expected, LIMIT);
+    let aside = env.state.join("sender/hot/malformed");
+    assert!(wait_until(Duration::from_secs(10), || std::fs::read_dir(&aside).map(|d| d.count() == 1).unwrap_or(false)));
+    assert!(env.logs().contains("malformed message set aside"));
+}
