@@ -55,7 +55,10 @@ pub(super) fn drop_expired_queues(tx: &Transaction, now: i64) -> rusqlite::Resul
         .query_map([now], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for queue in expired {
-        tracing::info!(queue, "queue unused for longer than its expire: deleting it");
+        tracing::info!(
+            queue,
+            "queue unused for longer than its expire: deleting it"
+        );
         delete_queue_rows(tx, &queue)?;
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! requeueing them, and taking back what dead or silent consumers held.
 
 use super::owner::{owner_is_alive, Owner};
-use super::store::{self, Sync, TxError};
+use super::store::{self, Durability, TxError};
 use crate::broker::{BrokerError, Consumer, Delivery, QueueSpec};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, Transaction};
@@ -39,7 +39,7 @@ pub struct LocalConsumer {
 /// queue and sets the prefetch.
 pub fn open_consumer(db_path: &Path, queue: &str) -> Result<LocalConsumer, BrokerError> {
     Ok(LocalConsumer {
-        conn: store::open(db_path, Sync::Full)?,
+        conn: store::open(db_path, Durability::Full)?,
         db_path: db_path.to_path_buf(),
         queue: queue.to_string(),
         owner: Owner::new(),
@@ -204,7 +204,10 @@ impl Consumer for LocalConsumer {
         if spec.name != self.queue {
             return Err(store::other(
                 &self.db_path,
-                format!("consumer of queue {} cannot declare {}", self.queue, spec.name),
+                format!(
+                    "consumer of queue {} cannot declare {}",
+                    self.queue, spec.name
+                ),
             ));
         }
         store::write_tx(&mut self.conn, &self.db_path, |tx| {
@@ -223,7 +226,11 @@ impl Consumer for LocalConsumer {
     /// to claim.
     async fn get(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BrokerError> {
         let deadline = Instant::now() + wait;
-        let mut claimed = if max == 0 { Vec::new() } else { self.claim(max)? };
+        let mut claimed = if max == 0 {
+            Vec::new()
+        } else {
+            self.claim(max)?
+        };
         let mut pause = POLL_FIRST;
         while claimed.is_empty() && max > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -333,7 +340,9 @@ fn release_dead_owners(tx: &Transaction, queue: &str, me: &Owner) -> rusqlite::R
              WHERE queue = ?1 AND lease_owner IS NOT NULL AND lease_owner != ?2
              GROUP BY lease_owner",
         )?
-        .query_map(params![queue, me.token], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map(params![queue, me.token], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     for (token, pid, start) in owners {
         if owner_is_alive(pid, u64::try_from(start).unwrap_or(0)) {

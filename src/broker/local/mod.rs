@@ -22,12 +22,14 @@
 //!
 //! Durability: `synchronous = FULL`. In WAL mode, NORMAL makes a commit
 //! survive the crash of any process but not a power cut, which can lose the
-//! last transactions: files announced and already acked upstream (the watch
-//! does not see them again) would never be sent. FULL adds one fsync of the
-//! WAL per commit, i.e. per published batch or get/ack, not per message;
-//! measured here (ext4, debug build), 10,000 messages in batches of 100:
-//! see `publish_cost_of_full_sync` in the tests and the figures in the
-//! commit that chose it.
+//! last transactions: files announced and already forgotten upstream (the
+//! watch does not see them again) would never be sent. FULL adds one fsync
+//! of the WAL per commit, i.e. per published batch or get/ack, not per
+//! message. Measured on this project's machine (ext4, debug build), 10,000
+//! messages of 500 bytes published in batches of 100: FULL 183 to 211 ms
+//! (47,000 to 55,000 msg/s), NORMAL 130 to 167 ms; about half a millisecond
+//! per batch, far below what a transfer costs
+//! (`cargo test --lib publish_cost_of_full_sync -- --ignored --nocapture`).
 //!
 //! Blocking: SQLite calls are made inline in the async methods. Each is a
 //! short transaction (a busy database is waited for by SQLite's

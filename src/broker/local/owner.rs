@@ -117,7 +117,9 @@ mod tests {
 
     #[test]
     fn a_reaped_child_is_a_dead_owner() {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = child.id();
         child.wait().expect("wait");
         assert!(!owner_is_alive(pid, 1));
@@ -134,7 +136,10 @@ mod tests {
     fn stat_with_spaces_and_parentheses_in_comm_parses() {
         let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 \
                     1000 100 18446744073709551615";
-        assert!(matches!(parse_stat(stat), ProcState::Running { start: 987654 }));
+        assert!(matches!(
+            parse_stat(stat),
+            ProcState::Running { start: 987654 }
+        ));
         let zombie = "42 (x) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0";
         assert!(matches!(parse_stat(zombie), ProcState::Zombie));
         assert!(matches!(parse_stat("garbage"), ProcState::Unknown));

@@ -1,7 +1,7 @@
 //! Publishing: route each message of a batch through the topic bindings
 //! and copy it into every queue that wants it, all in one transaction.
 
-use super::store::{self, Sync, TxError};
+use super::store::{self, Durability, TxError};
 use super::topic::topic_matches;
 use crate::broker::{BrokerError, Outgoing, Publisher};
 use async_trait::async_trait;
@@ -21,12 +21,12 @@ pub struct LocalPublisher {
 
 /// Open (creating if needed) the broker database at `db_path` to publish.
 pub fn open_publisher(db_path: &Path) -> Result<LocalPublisher, BrokerError> {
-    open_publisher_with(db_path, Sync::Full)
+    open_publisher_with(db_path, Durability::Full)
 }
 
 pub(super) fn open_publisher_with(
     db_path: &Path,
-    sync: Sync,
+    sync: Durability,
 ) -> Result<LocalPublisher, BrokerError> {
     Ok(LocalPublisher {
         conn: store::open(db_path, sync)?,
@@ -96,7 +96,9 @@ fn route(tx: &Transaction, msgs: &[Outgoing], now: i64) -> Result<Vec<BTreeSet<S
             .optional()?
             .is_some();
         if !exists {
-            return Err(TxError::Broker(BrokerError::NoExchange(msg.exchange.clone())));
+            return Err(TxError::Broker(BrokerError::NoExchange(
+                msg.exchange.clone(),
+            )));
         }
         // A queue past its `expire` no longer receives, even before the
         // sweep deletes it.

@@ -23,7 +23,7 @@ const BUSY_RETRIES: u32 = 5;
 
 /// When a commit is on disk: see the module doc of `local` for the choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sync {
+pub(super) enum Durability {
     /// fsync the WAL at every commit: survives power loss.
     Full,
     /// fsync only at checkpoints: survives process crashes only.
@@ -70,13 +70,18 @@ CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, lease_owner, id
 
 /// Open the broker database, creating the file (mode 0600), its parent
 /// directory and the schema if missing.
-pub(super) fn open(db_path: &Path, sync: Sync) -> Result<Connection, BrokerError> {
+pub(super) fn open(db_path: &Path, sync: Durability) -> Result<Connection, BrokerError> {
     if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| other(db_path, format!("creating directory {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                other(
+                    db_path,
+                    format!("creating directory {}: {e}", dir.display()),
+                )
+            })?;
     }
     // Created here rather than by SQLite so its mode is 0600; SQLite gives
     // the -wal and -shm files the same permissions as the database.
@@ -118,18 +123,19 @@ pub(super) fn open_existing(db_path: &Path) -> Result<Option<Connection>, Broker
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(db_path, flags).map_err(|e| db(db_path, e))?;
-    configure(&conn, db_path, Sync::Full)?;
+    configure(&conn, db_path, Durability::Full)?;
     let version: i32 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| db(db_path, e))?;
     Ok((version > 0).then_some(conn))
 }
 
-fn configure(conn: &Connection, db_path: &Path, sync: Sync) -> Result<(), BrokerError> {
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| db(db_path, e))?;
+fn configure(conn: &Connection, db_path: &Path, sync: Durability) -> Result<(), BrokerError> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| db(db_path, e))?;
     let synchronous = match sync {
-        Sync::Full => "FULL",
-        Sync::Normal => "NORMAL",
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| db(db_path, e))?;

@@ -6,6 +6,7 @@ use super::*;
 use crate::broker::{Binding, BrokerError, Consumer, Delivery, Outgoing, Publisher, QueueSpec};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub(super) const NO_WAIT: Duration = Duration::ZERO;
@@ -69,7 +70,10 @@ async fn database_is_created_private_with_its_directory() {
 async fn publish_to_an_undeclared_exchange_fails_with_no_exchange() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = open_publisher(&db_in(&dir)).unwrap();
-    let err = p.publish(&[msg("xpublic", "v03.a", "1")]).await.unwrap_err();
+    let err = p
+        .publish(&[msg("xpublic", "v03.a", "1")])
+        .await
+        .unwrap_err();
     assert!(matches!(err, BrokerError::NoExchange(x) if x == "xpublic"));
 }
 
@@ -88,7 +92,10 @@ async fn unroutable_batch_stores_nothing() {
         matches!(&err, BrokerError::Unroutable { exchange, topic } if exchange == "xpublic" && topic == "v03.b")
     );
     // An exchange nobody is bound to is unroutable too.
-    let err = p.publish(&[msg("xother", "v03.a.x", "3")]).await.unwrap_err();
+    let err = p
+        .publish(&[msg("xother", "v03.a.x", "3")])
+        .await
+        .unwrap_err();
     assert!(matches!(err, BrokerError::Unroutable { .. }));
     assert_eq!(q.queue_depth().await.unwrap(), Some(0));
     assert!(q.get(10, NO_WAIT).await.unwrap().is_empty());
@@ -99,17 +106,26 @@ async fn each_bound_queue_gets_its_own_copy_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir);
     // q_a is bound twice to patterns that both match: it gets one copy.
-    let mut a = consumer(&db, &spec("q_a", &[("xpublic", "v03.#"), ("xpublic", "v03.*")], 0)).await;
+    let mut a = consumer(
+        &db,
+        &spec("q_a", &[("xpublic", "v03.#"), ("xpublic", "v03.*")], 0),
+    )
+    .await;
     let mut b = consumer(&db, &spec("q_b", &[("xpublic", "v03.a")], 0)).await;
     let mut c = consumer(&db, &spec("q_c", &[("xpublic", "v03.z")], 0)).await;
     let mut p = open_publisher(&db).unwrap();
-    p.publish(&[msg("xpublic", "v03.a", "hello")]).await.unwrap();
+    p.publish(&[msg("xpublic", "v03.a", "hello")])
+        .await
+        .unwrap();
 
     let got_a = a.get(10, NO_WAIT).await.unwrap();
     let got_b = b.get(10, NO_WAIT).await.unwrap();
     assert_eq!(bodies(&got_a), ["hello"]);
     assert_eq!(bodies(&got_b), ["hello"]);
-    assert_eq!((got_a[0].exchange.as_str(), got_a[0].topic.as_str()), ("xpublic", "v03.a"));
+    assert_eq!(
+        (got_a[0].exchange.as_str(), got_a[0].topic.as_str()),
+        ("xpublic", "v03.a")
+    );
     assert!(!got_a[0].redelivered);
     assert!(c.get(10, NO_WAIT).await.unwrap().is_empty());
     // Acking one queue's copy leaves the other's.
@@ -130,10 +146,17 @@ async fn deliveries_come_in_publish_order_and_ack_removes_them() {
 
     let first = q.get(4, NO_WAIT).await.unwrap();
     assert_eq!(bodies(&first), ["0", "1", "2", "3"]);
-    assert_eq!(q.queue_depth().await.unwrap(), Some(6), "unacked still count");
+    assert_eq!(
+        q.queue_depth().await.unwrap(),
+        Some(6),
+        "unacked still count"
+    );
     assert_eq!(
         queue_stats(&db, "q").unwrap(),
-        Some(QueueStats { ready: 2, unacked: 4 })
+        Some(QueueStats {
+            ready: 2,
+            unacked: 4
+        })
     );
     q.ack(&ids(&first)).await.unwrap();
     let rest = q.get(10, NO_WAIT).await.unwrap();
@@ -173,8 +196,15 @@ async fn a_consumer_never_holds_more_than_its_prefetch() {
     let first = q.get(10, NO_WAIT).await.unwrap();
     assert_eq!(first.len(), 3);
     let started = std::time::Instant::now();
-    assert!(q.get(10, Duration::from_millis(50)).await.unwrap().is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(50), "waits instead of spinning");
+    assert!(q
+        .get(10, Duration::from_millis(50))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "waits instead of spinning"
+    );
     q.ack(&[first[0].id]).await.unwrap();
     let more = q.get(10, NO_WAIT).await.unwrap();
     assert_eq!(bodies(&more), ["3"]);
@@ -188,7 +218,9 @@ async fn get_waits_for_a_message_published_meanwhile() {
     let publisher_db = db.clone();
     let publisher = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut p = open_publisher(&publisher_db).unwrap();
         rt.block_on(p.publish(&[msg("x", "t", "late")])).unwrap();
     });
@@ -203,7 +235,11 @@ async fn get_on_an_empty_queue_returns_nothing_after_wait() {
     let db = db_in(&dir);
     let mut q = consumer(&db, &spec("q", &[("x", "#")], 0)).await;
     let started = std::time::Instant::now();
-    assert!(q.get(10, Duration::from_millis(80)).await.unwrap().is_empty());
+    assert!(q
+        .get(10, Duration::from_millis(80))
+        .await
+        .unwrap()
+        .is_empty());
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(80) && waited < Duration::from_secs(2));
 }
@@ -222,13 +258,19 @@ async fn a_living_consumers_deliveries_are_not_given_to_another() {
     let s = spec("q", &[("x", "#")], 0);
     let (mut a, mut b) = (consumer(&db, &s).await, consumer(&db, &s).await);
     let mut p = open_publisher(&db).unwrap();
-    p.publish(&[msg("x", "t", "1"), msg("x", "t", "2")]).await.unwrap();
+    p.publish(&[msg("x", "t", "1"), msg("x", "t", "2")])
+        .await
+        .unwrap();
     assert_eq!(bodies(&a.get(1, NO_WAIT).await.unwrap()), ["1"]);
     let got_b = b.get(10, Duration::from_millis(1100)).await.unwrap();
     assert_eq!(bodies(&got_b), ["2"]);
     // Past the owner check interval, still only what was ready.
     b.ack(&ids(&got_b)).await.unwrap();
-    assert!(b.get(10, Duration::from_millis(1100)).await.unwrap().is_empty());
+    assert!(b
+        .get(10, Duration::from_millis(1100))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -284,7 +326,13 @@ async fn a_closed_consumer_gives_its_deliveries_back() {
         p.publish(&[msg("x", "t", "1")]).await.unwrap();
         assert_eq!(a.get(1, NO_WAIT).await.unwrap().len(), 1);
     }
-    assert_eq!(queue_stats(&db, "q").unwrap(), Some(QueueStats { ready: 1, unacked: 0 }));
+    assert_eq!(
+        queue_stats(&db, "q").unwrap(),
+        Some(QueueStats {
+            ready: 1,
+            unacked: 0
+        })
+    );
 }
 
 #[tokio::test]
@@ -358,12 +406,18 @@ fn two_consumers_of_one_queue_never_share_a_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir);
     let s = spec("q", &[("x", "#")], 25);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     rt.block_on(consumer(&db, &s));
 
+    // Each worker stops once all messages are acked between them (not when
+    // it finds the queue empty once: it may start before the publisher).
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let workers: Vec<_> = (0..2)
         .map(|_| {
-            let (db, s) = (db.clone(), s.clone());
+            let (db, s, acked) = (db.clone(), s.clone(), acked.clone());
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_time()
@@ -372,14 +426,18 @@ fn two_consumers_of_one_queue_never_share_a_delivery() {
                 rt.block_on(async {
                     let mut c = consumer(&db, &s).await;
                     let mut seen = Vec::new();
-                    loop {
-                        let got = c.get(10, Duration::from_millis(500)).await.unwrap();
-                        if got.is_empty() {
-                            return seen;
-                        }
+                    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                    while acked.load(Ordering::SeqCst) < TOTAL {
+                        assert!(std::time::Instant::now() < deadline, "stalled");
+                        let got = c.get(10, Duration::from_millis(20)).await.unwrap();
+                        // Hold them a moment, as a sender would, so the
+                        // other consumer gets its turn at the queue.
+                        std::thread::sleep(Duration::from_millis(1));
                         c.ack(&ids(&got)).await.unwrap();
+                        acked.fetch_add(got.len(), Ordering::SeqCst);
                         seen.extend(bodies(&got));
                     }
+                    seen
                 })
             })
         })
@@ -387,15 +445,27 @@ fn two_consumers_of_one_queue_never_share_a_delivery() {
 
     let mut p = open_publisher(&db).unwrap();
     for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(100) {
-        let batch: Vec<_> = chunk.iter().map(|i| msg("x", "t", &i.to_string())).collect();
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|i| msg("x", "t", &i.to_string()))
+            .collect();
         rt.block_on(p.publish(&batch)).unwrap();
     }
 
     let seen: Vec<Vec<String>> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-    assert!(seen.iter().all(|s| !s.is_empty()), "both consumers took a share");
+    assert!(
+        seen.iter().all(|s| !s.is_empty()),
+        "both consumers took a share"
+    );
     let all: Vec<&String> = seen.iter().flatten().collect();
     let unique: HashSet<&String> = all.iter().copied().collect();
     assert_eq!(all.len(), TOTAL, "no message seen twice");
     assert_eq!(unique.len(), TOTAL, "every message seen");
-    assert_eq!(queue_stats(&db, "q").unwrap(), Some(QueueStats { ready: 0, unacked: 0 }));
+    assert_eq!(
+        queue_stats(&db, "q").unwrap(),
+        Some(QueueStats {
+            ready: 0,
+            unacked: 0
+        })
+    );
 }
