@@ -37,6 +37,14 @@
 //! `block_in_place` would need the multi-thread runtime. Waiting for
 //! messages in `get` is an async sleep, never a blocking one.
 //!
+//! Waiting is polling: SQLite cannot wake another process when it commits,
+//! so an empty queue is looked at again after 5 ms, doubling to 100 ms
+//! (a plain read, which in WAL mode neither waits for nor blocks writers).
+//!
+//! Two deliberate departures from AMQP: declaring a queue also declares the
+//! exchanges it binds to, so a sender may start before its watch; and
+//! `durable` is stored but every queue is on disk anyway.
+//!
 //! The database must be on a local disk: WAL needs shared memory between
 //! the processes, and owners are identified by pid on this host.
 
