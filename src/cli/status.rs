@@ -98,7 +98,7 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
     if let Ok(c) = &cfg {
         if super::declare::consumes(c) && c.broker.as_ref().is_some_and(|u| u.scheme() == "local") {
             if let Ok(q) = crate::state::queue_name(paths, c) {
-                r.queued = crate::broker::local::queue_stats(&paths.local_broker_db(), &q).map(|(a, b)| a + b);
+                r.queued = crate::broker::local::queue_stats(&paths.local_broker_db(), &q).ok().flatten().map(|s| s.ready + s.unacked);
             }
         }
     }

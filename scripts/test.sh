@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every pitcher test, starting the real services the tests need first.
+# This is the README's test command; .ci/run calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '== %s\n' "$*"; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# RabbitMQ on 127.0.0.1:5672 (the machine usually starts it; start it if not).
+ensure_rabbitmq() {
+  if port_open 5672; then return 0; fi
+  if ! command -v rabbitmq-server >/dev/null; then
+    say "installing rabbitmq-server"
+    apt-get update -qq && apt-get install -y -qq rabbitmq-server >/dev/null
+  fi
+  say "starting RabbitMQ"
+  rabbitmq-server -detached || true
+  for _ in $(seq 1 60); do port_open 5672 && return 0; sleep 1; done
+  echo "RabbitMQ did not come up on 127.0.0.1:5672" >&2
+  return 1
+}
+
+# The loopback sshd with a throwaway host key, user key and Host alias.
+ensure_sshd() {
+  if [ -x scripts/sshd-harness.sh ]; then
+    bash scripts/sshd-harness.sh start
+    eval "$(bash scripts/sshd-harness.sh env)"
+  fi
+}
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is needed (a Rust toolchain)" >&2
+  exit 1
+fi
+
+ensure_rabbitmq || say "continuing without RabbitMQ (only AMQP tests need it)"
+ensure_sshd
+
+say "building"
+cargo build --all-targets --quiet
+say "running the tests"
+cargo test --no-fail-fast 2>&1 | tee target/test-output.txt
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.txt | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+echo "all tests: $passed passed, $failed failed"
+exit "$status"
