@@ -19,7 +19,14 @@ fn log_for_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 
 /// This program, with the config and state roots passed on explicitly.
 fn pitcher(paths: &Paths) -> std::io::Result<Command> {
-    let mut cmd = Command::new(std::env::current_exe()?);
+    // After an upgrade in place, /proc/self/exe reads "<path> (deleted)":
+    // start the new binary at that path.
+    let exe = std::env::current_exe()?;
+    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(p) => std::path::PathBuf::from(p),
+        None => exe,
+    };
+    let mut cmd = Command::new(exe);
     cmd.env("PITCHER_CONFIG_DIR", &paths.config_dir).env("PITCHER_STATE_DIR", &paths.state_dir);
     Ok(cmd)
 }
