@@ -13,4 +13,3 @@
 mod options;
 
 pub use options::*;
-mod stub; pub use stub::*;
