@@ -9,7 +9,7 @@
 use super::options::*;
 use std::time::Duration;
 
-/// `inflight`-like temp options, `nodupe_ttl on`: sr3's 5 minutes.
+/// What `nodupe_ttl on` means: sr3's 5 minutes.
 pub(crate) const NODUPE_TTL_ON: Duration = Duration::from_secs(300);
 
 impl Config {

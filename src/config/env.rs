@@ -23,7 +23,11 @@ impl Environment {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".to_string());
         Environment {
-            vars: std::env::vars().collect(),
+            // vars_os: a variable that is not UTF-8 must not make loading
+            // panic; such a variable simply cannot be used in a config.
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
             hostname,
         }
     }

@@ -7,7 +7,7 @@
 //! helpers here replace it with `***`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use url::Url;
 
 /// A config that cannot be used, with where and why.
@@ -58,15 +58,6 @@ pub(crate) fn display_path(config_dir: &Path, file: &Path) -> String {
     match file.strip_prefix(config_dir) {
         Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
         _ => file.display().to_string(),
-    }
-}
-
-/// The path `file` names, made absolute against `config_dir` if relative.
-pub(crate) fn absolute(config_dir: &Path, file: &Path) -> PathBuf {
-    if file.is_absolute() {
-        file.to_path_buf()
-    } else {
-        config_dir.join(file)
     }
 }
 

@@ -108,12 +108,10 @@ fn derived_post_base_dir(cfg: &Config) -> Option<String> {
 fn check_required(cfg: &Config, shown: &str) -> Result<(), ConfigError> {
     use Component::*;
     let mut missing: Vec<&str> = Vec::new();
-    let consumes = matches!(
-        cfg.component,
-        Sender | Subscribe | Shovel | Sarra | Winnow | Flow
-    );
+    // flow, cpost and cpump configs are free-form: nothing is required.
+    let consumes = matches!(cfg.component, Sender | Subscribe | Shovel | Sarra | Winnow);
     let posts = matches!(cfg.component, Watch | Post | Poll | Shovel | Sarra | Winnow);
-    if consumes && cfg.broker.is_none() && cfg.component != Flow {
+    if consumes && cfg.broker.is_none() {
         missing.push("broker (where messages come from)");
     }
     if posts && cfg.post_broker.is_none() {

@@ -92,7 +92,7 @@ pub fn load_path_with(
     file: &Path,
     env: &Environment,
 ) -> Result<Config, ConfigError> {
-    let file = error::absolute(config_dir, file);
+    let file = file.to_path_buf();
     let shown = display_path(config_dir, &file);
     let name = file
         .file_stem()

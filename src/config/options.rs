@@ -205,7 +205,8 @@ pub struct Config {
     pub topic_prefix: String,
     /// One per `subtopic` line, or one `<topicPrefix>.#` when there is none.
     pub bindings: Vec<Binding>,
-    /// `queueName`, if set.
+    /// `queueName`, if set. Never `${VAR}`-expanded at parse time (as in
+    /// sr3: the queue-name logic expands and persists it).
     pub queue_name: Option<String>,
     /// `queueShare`, default `${USER}_${HOSTNAME}_${RAND8}` (left unexpanded
     /// here; state/ expands and persists it).

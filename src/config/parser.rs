@@ -22,8 +22,9 @@ pub(crate) struct Parser<'a> {
     pub env: Environment,
     pub credentials: Credentials,
     pub cfg: Config,
-    /// Files being read, outermost first, to refuse include cycles.
-    stack: Vec<PathBuf>,
+    /// Files being read, outermost first, to refuse include cycles:
+    /// (canonical path to compare, path as found to show).
+    stack: Vec<(PathBuf, PathBuf)>,
     /// The file (as shown) and line being applied, for warnings and
     /// errors about an `include` on that line.
     here_file: String,
@@ -60,13 +61,9 @@ impl<'a> Parser<'a> {
     pub(crate) fn parse_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let shown = self.shown(path);
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        if self.stack.contains(&key) {
-            let chain: Vec<String> = self
-                .stack
-                .iter()
-                .chain([&key])
-                .map(|p| self.shown(p))
-                .collect();
+        if self.stack.iter().any(|(k, _)| *k == key) {
+            let mut chain: Vec<String> = self.stack.iter().map(|(_, p)| self.shown(p)).collect();
+            chain.push(shown.clone());
             return Err(ConfigError::file(
                 &shown,
                 format!("include cycle: {}", chain.join(" -> ")),
@@ -74,7 +71,7 @@ impl<'a> Parser<'a> {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::file(&shown, format!("cannot read: {e}")))?;
-        self.stack.push(key);
+        self.stack.push((key, path.to_path_buf()));
         for (index, line) in text.lines().enumerate() {
             let lineno = index + 1;
             (self.here_file, self.here_line) = (shown.clone(), lineno);
