@@ -263,10 +263,12 @@ impl Parser<'_> {
                     .to_string(),
             );
         };
-        let exchange = match &self.cfg.exchange {
-            Some(x) => x.clone(),
-            None => default_exchange(broker, self.cfg.exchange_suffix.as_deref()),
-        };
+        // As sr3, the first subtopic fixes the default exchange for good.
+        let exchange = self
+            .cfg
+            .exchange
+            .get_or_insert_with(|| default_exchange(broker, self.cfg.exchange_suffix.as_deref()))
+            .clone();
         let topic = format!("{}.{}", self.cfg.topic_prefix, subtopic);
         self.cfg.bindings.push(Binding { exchange, topic });
         Ok(())

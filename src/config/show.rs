@@ -2,7 +2,7 @@
 //! each, with sr3's keyword names and every password replaced by `***`.
 
 use super::error::{redact_text, redact_url};
-use super::options::{Config, Mask, NodupeBasis, Strip};
+use super::options::{Config, NodupeBasis, Strip};
 use super::values::{duration_text, file_events_text, inflight_text};
 use std::fmt::Display;
 use std::time::Duration;
@@ -17,8 +17,6 @@ impl Config {
         let dur = |d: &Option<Duration>| d.map_or_else(|| "None".to_string(), duration_text);
         let url = |u: &Option<url::Url>| u.as_ref().map_or_else(|| "None".to_string(), redact_url);
 
-        out.add("component", self.component);
-        out.add("config", &self.name);
         out.add("broker", url(&self.broker));
         out.add("exchange", opt(&self.exchange));
         out.add("exchangeSuffix", opt(&self.exchange_suffix));
@@ -56,9 +54,7 @@ impl Config {
         out.add("strip", strip_text(&self.strip));
         out.add("flatten", &self.flatten);
         out.add("filename", opt(&self.filename));
-        for m in &self.masks {
-            out.add(if m.accept { "accept" } else { "reject" }, mask_text(m));
-        }
+        self.show_masks(&mut out);
         out.add("acceptUnmatched", on(self.accept_unmatched));
         out.add("download", on(self.download));
         out.add("inflight", inflight_text(&self.inflight));
@@ -145,22 +141,38 @@ fn basis_text(b: NodupeBasis) -> &'static str {
     }
 }
 
-/// A mask and the destination options it captured, as sr3's
-/// `mask_ppstr` shows them.
-fn mask_text(m: &Mask) -> String {
-    let mut s = m.pattern.clone();
-    if let Some(f) = &m.filename {
-        s.push(' ');
-        s.push_str(f);
+impl Config {
+    /// The masks, each preceded by the destination options that changed
+    /// since the line above, so the text reads (and parses) with sr3's
+    /// meaning: a mask takes the options in force at its line.
+    fn show_masks(&self, out: &mut Lines) {
+        let on = |b: bool| if b { "on" } else { "off" };
+        let mut directory = self.directory.clone();
+        let mut mirror = self.mirror;
+        let mut strip = strip_text(&self.strip);
+        let mut flatten = self.flatten.clone();
+        for m in &self.masks {
+            if m.directory != directory {
+                directory = m.directory.clone();
+                out.add("directory", directory.as_deref().unwrap_or("None"));
+            }
+            if m.mirror != mirror {
+                mirror = m.mirror;
+                out.add("mirror", on(mirror));
+            }
+            if strip_text(&m.strip) != strip {
+                strip = strip_text(&m.strip);
+                out.add("strip", &strip);
+            }
+            if m.flatten != flatten {
+                flatten = m.flatten.clone();
+                out.add("flatten", &flatten);
+            }
+            let keyword = if m.accept { "accept" } else { "reject" };
+            match &m.filename {
+                Some(f) => out.add(keyword, format!("{} {f}", m.pattern)),
+                None => out.add(keyword, &m.pattern),
+            }
+        }
     }
-    let dir = m.directory.as_deref().unwrap_or("None");
-    let mirror = if m.mirror { "on" } else { "off" };
-    s.push_str(&format!(" # into {dir} mirror:{mirror}"));
-    if !matches!(m.strip, Strip::Count(0)) {
-        s.push_str(&format!(" strip:{}", strip_text(&m.strip)));
-    }
-    if m.flatten != "/" {
-        s.push_str(&format!(" flatten:{}", m.flatten));
-    }
-    s
 }

@@ -495,6 +495,18 @@ fn show_lists_effective_options_with_passwords_hidden() {
         );
     }
     assert!(!text.contains(":p@"));
+
+    let c = site
+        .sender("directory /a\naccept a.*\nmirror off\nreject b.* f\n")
+        .unwrap();
+    let text = c.show();
+    // directory /a and mirror off are the config-wide values shown above
+    // the masks; the first mask was written while mirror was still on.
+    let at = text.find("mirror on\naccept a.*\nmirror off\nreject b.* f\n");
+    assert!(
+        at.is_some(),
+        "masks with their captured options in:\n{text}"
+    );
 }
 
 #[test]

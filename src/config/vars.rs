@@ -128,8 +128,8 @@ fn user_of(url: Option<&url::Url>, option: &str) -> Result<String, String> {
     }
 }
 
-/// Whether a word of `component`'s `keyword` line is left unexpanded
-/// altogether (sr3 does not expand queue names at parse time).
+/// Whether `keyword`'s value is left unexpanded altogether (sr3 does not
+/// expand queue names at parse time).
 pub(crate) fn never_expanded(keyword: &str) -> bool {
     matches!(keyword, "queueName" | "queueShare")
 }
