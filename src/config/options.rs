@@ -143,7 +143,14 @@ pub struct FileEvents {
 
 impl Default for FileEvents {
     fn default() -> Self {
-        FileEvents { create: true, delete: true, link: true, mkdir: true, modify: true, rmdir: true }
+        FileEvents {
+            create: true,
+            delete: true,
+            link: true,
+            mkdir: true,
+            modify: true,
+            rmdir: true,
+        }
     }
 }
 
@@ -198,7 +205,8 @@ pub struct Config {
     pub topic_prefix: String,
     /// One per `subtopic` line, or one `<topicPrefix>.#` when there is none.
     pub bindings: Vec<Binding>,
-    /// `queueName`, if set.
+    /// `queueName`, if set. Never `${VAR}`-expanded at parse time (as in
+    /// sr3: the queue-name logic expands and persists it).
     pub queue_name: Option<String>,
     /// `queueShare`, default `${USER}_${HOSTNAME}_${RAND8}` (left unexpanded
     /// here; state/ expands and persists it).
@@ -236,6 +244,10 @@ pub struct Config {
     // --- work ---
     /// `sendTo` (synonym `destination`), as written.
     pub send_to: Option<String>,
+    /// `sendTo` parsed, with the password from the matching
+    /// credentials.conf entry filled in (percent-encoded, as url keeps it).
+    /// None when sendTo is unset. Added by config/.
+    pub send_to_url: Option<Url>,
     /// Details from the credentials.conf entry that matched sendTo.
     pub send_to_details: Option<CredentialDetails>,
     /// `path` lines (watch, post), in order.
@@ -333,6 +345,9 @@ pub struct Config {
     pub headers: Vec<(String, String)>,
     /// `declare env N=V` lines, exported to the instances.
     pub env: Vec<(String, String)>,
+    /// `declare exchange X` lines: extra exchanges `declare` creates on
+    /// post_broker. Added by config/.
+    pub declared_exchanges: Vec<String>,
 
     // --- logs ---
     /// `logLevel`, default `info`.

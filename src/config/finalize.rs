@@ -1,0 +1,215 @@
+//! After the last line: the defaults that depend on other options, and
+//! the options each component cannot run without.
+//!
+//! As sr3's `Config.finalize`: the consumed exchange defaults to
+//! `xs_<brokerUser>` (+ `_<exchangeSuffix>`), `xpublic` for anonymous;
+//! the posted exchange likewise for post_broker (+ `_<post_exchangeSuffix>`);
+//! one `<topicPrefix>.#` binding when no `subtopic` was given;
+//! post_topicPrefix follows topicPrefix; post_baseDir comes from a `file:`
+//! or `sftp:` post_baseUrl, else baseDir; retry_ttl follows expire; source is
+//! the post_broker (else broker) user.
+
+use super::env::Environment;
+use super::error::ConfigError;
+use super::options::{Binding, Component, Config};
+use url::Url;
+
+/// sr3's default exchange for a broker user: `xs_<user>`, or `xpublic`
+/// for anonymous (and the local broker), then `_<suffix>`.
+pub(crate) fn default_exchange(broker: &Url, suffix: Option<&str>) -> String {
+    let user = broker.username();
+    let base = if user.is_empty() || user == "anonymous" {
+        "xpublic".to_string()
+    } else {
+        format!("xs_{user}")
+    };
+    match suffix {
+        Some(s) => format!("{base}_{s}"),
+        None => base,
+    }
+}
+
+/// Fill in the derived defaults, then check required options. `shown`
+/// names the config file in errors.
+pub(crate) fn finalize(
+    cfg: &mut Config,
+    post_topic_prefix_set: bool,
+    env: &Environment,
+    shown: &str,
+) -> Result<(), ConfigError> {
+    if let Some(broker) = &cfg.broker {
+        if cfg.exchange.is_none() {
+            cfg.exchange = Some(default_exchange(broker, cfg.exchange_suffix.as_deref()));
+        }
+        if cfg.bindings.is_empty() {
+            let exchange = cfg.exchange.clone().unwrap_or_default();
+            cfg.bindings.push(Binding {
+                exchange,
+                topic: format!("{}.#", cfg.topic_prefix),
+            });
+        }
+    }
+    if let Some(post_broker) = &cfg.post_broker {
+        let base = match cfg.post_exchange.take() {
+            Some(x) => x,
+            None => default_exchange(post_broker, None),
+        };
+        cfg.post_exchange = Some(match &cfg.post_exchange_suffix {
+            Some(s) => format!("{base}_{s}"),
+            None => base,
+        });
+    }
+    if !post_topic_prefix_set {
+        cfg.post_topic_prefix = cfg.topic_prefix.clone();
+    }
+    if cfg.post_base_dir.is_none() {
+        cfg.post_base_dir = derived_post_base_dir(cfg);
+    }
+    if cfg.retry_ttl.is_none() {
+        cfg.retry_ttl = cfg.expire;
+    }
+    if cfg.source.is_none() {
+        cfg.source = [&cfg.post_broker, &cfg.broker]
+            .into_iter()
+            .flatten()
+            .map(|u| u.username())
+            .find(|u| !u.is_empty())
+            .map(str::to_string);
+    }
+    if cfg.ssh_config.is_none() {
+        cfg.ssh_config = env
+            .var("PITCHER_SSH_CONFIG")
+            .filter(|p| !p.is_empty())
+            .map(Into::into);
+    }
+    check_required(cfg, shown)
+}
+
+/// post_baseDir when not given: the path of a `file:` or `sftp:`
+/// post_baseUrl, else baseDir.
+fn derived_post_base_dir(cfg: &Config) -> Option<String> {
+    match cfg.post_base_url.as_deref() {
+        Some(u) if u.starts_with("file:") => {
+            let path = &u[5..];
+            // `file:///x` and `file:/x` both mean /x.
+            let trimmed = path.trim_start_matches('/');
+            Some(if path.is_empty() {
+                String::new()
+            } else {
+                format!("/{trimmed}")
+            })
+        }
+        Some(u) if u.starts_with("sftp:") => Url::parse(u).ok().map(|url| url.path().to_string()),
+        _ => cfg.base_dir.clone(),
+    }
+}
+
+/// The options without which `cfg.component` cannot run.
+fn check_required(cfg: &Config, shown: &str) -> Result<(), ConfigError> {
+    use Component::*;
+    let mut missing: Vec<&str> = Vec::new();
+    // flow, cpost and cpump configs are free-form: nothing is required.
+    let consumes = matches!(cfg.component, Sender | Subscribe | Shovel | Sarra | Winnow);
+    let posts = matches!(cfg.component, Watch | Post | Poll | Shovel | Sarra | Winnow);
+    if consumes && cfg.broker.is_none() {
+        missing.push("broker (where messages come from)");
+    }
+    if posts && cfg.post_broker.is_none() {
+        missing.push("post_broker (where messages go)");
+    }
+    if cfg.component == Sender && cfg.send_to.is_none() {
+        missing.push("sendTo (where files go, e.g. sftp://host)");
+    }
+    if cfg.component == Watch && cfg.paths.is_empty() {
+        missing.push("path (the directory to watch)");
+    }
+    let mask_dirs = cfg.masks.iter().any(|m| m.accept && m.directory.is_some());
+    if cfg.component == Subscribe && cfg.download && cfg.directory.is_none() && !mask_dirs {
+        missing.push("directory (where downloaded files go)");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::file(
+        shown,
+        format!("a {} config needs {}", cfg.component, missing.join(", ")),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn default_exchange_is_per_user_or_xpublic() {
+        assert_eq!(default_exchange(&url("amqps://bob@h"), None), "xs_bob");
+        assert_eq!(
+            default_exchange(&url("amqps://bob@h"), Some("s")),
+            "xs_bob_s"
+        );
+        assert_eq!(
+            default_exchange(&url("amqps://anonymous@h"), None),
+            "xpublic"
+        );
+        assert_eq!(default_exchange(&url("local:"), None), "xpublic");
+    }
+
+    #[test]
+    fn post_base_dir_comes_from_a_file_url() {
+        let mut c = Config::new(Component::Watch, "w");
+        c.post_base_url = Some("file:/home/bob/to_hpfx".into());
+        assert_eq!(
+            derived_post_base_dir(&c).as_deref(),
+            Some("/home/bob/to_hpfx")
+        );
+        c.post_base_url = Some("file:".into());
+        assert_eq!(derived_post_base_dir(&c).as_deref(), Some(""));
+        c.post_base_url = Some("file:///x/y".into());
+        assert_eq!(derived_post_base_dir(&c).as_deref(), Some("/x/y"));
+        c.post_base_url = Some("sftp://u@h/on_hpfx".into());
+        assert_eq!(derived_post_base_dir(&c).as_deref(), Some("/on_hpfx"));
+        c.post_base_url = Some("http://h/x".into());
+        c.base_dir = Some("/b".into());
+        assert_eq!(derived_post_base_dir(&c).as_deref(), Some("/b"));
+    }
+
+    #[test]
+    fn missing_required_options_name_the_file_and_all_that_is_missing() {
+        let env = Environment::new([("HOME", "/h")], "h");
+        let mut c = Config::new(Component::Sender, "s");
+        let err = finalize(&mut c, false, &env, "sender/s.conf").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("sender/s.conf: a sender config needs broker"),
+            "{err}"
+        );
+        assert!(err.message.contains("sendTo"));
+        let mut c = Config::new(Component::Watch, "w");
+        let err = finalize(&mut c, false, &env, "watch/w.conf").unwrap_err();
+        assert!(
+            err.message.contains("post_broker") && err.message.contains("path"),
+            "{err}"
+        );
+        let mut c = Config::new(Component::Subscribe, "s");
+        c.broker = Some(url("amqps://anonymous:anonymous@h"));
+        let err = finalize(&mut c, false, &env, "subscribe/s.conf").unwrap_err();
+        assert!(err.message.contains("directory"), "{err}");
+    }
+
+    #[test]
+    fn ssh_config_defaults_from_the_environment() {
+        let env = Environment::new([("PITCHER_SSH_CONFIG", "/t/ssh_config")], "h");
+        let mut c = Config::new(Component::Post, "p");
+        c.post_broker = Some(url("local:"));
+        finalize(&mut c, false, &env, "post/p.conf").unwrap();
+        assert_eq!(
+            c.ssh_config.as_deref(),
+            Some(std::path::Path::new("/t/ssh_config"))
+        );
+        assert_eq!(c.post_exchange.as_deref(), Some("xpublic"));
+    }
+}
