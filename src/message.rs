@@ -66,4 +66,3 @@ pub struct Message {
     /// `headers`…), written back unchanged.
     pub extra: Map<String, Value>,
 }
-#[path = "message_stub.rs"] mod stub; pub use stub::*;

@@ -209,3 +209,73 @@ fn url_path(u: &str) -> Option<String> {
     }
     url::Url::parse(u).ok().map(|u| u.path().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Component, Config};
+
+    fn sender() -> Config {
+        Config::new(Component::Sender, "t")
+    }
+
+    fn dest(cfg: &Config, rel: &str) -> Destination {
+        let place = decide(cfg, &format!("file:/x/{rel}")).expect("accepted");
+        destination(cfg, &place, rel).unwrap()
+    }
+
+    #[test]
+    fn destination_follows_sr3_directory_mirror_strip_and_basedir_rules() {
+        // sr3-behaviour.md §5, relPath tmp/d/sub/a.txt.
+        let mut c = sender();
+        assert_eq!(dest(&c, "tmp/d/sub/a.txt"), Destination { dir: "tmp/d/sub".into(), file: "a.txt".into() });
+        c.directory = Some("/remote/in".into());
+        assert_eq!(dest(&c, "tmp/d/sub/a.txt").path(), "/remote/in/tmp/d/sub/a.txt");
+        c.base_dir = Some("/tmp/d".into());
+        assert_eq!(dest(&c, "tmp/d/sub/a.txt").path(), "/remote/in/sub/a.txt");
+        c.base_dir = None;
+        c.strip = Strip::Count(3);
+        assert_eq!(dest(&c, "tmp/d/sub/a.txt").path(), "/remote/in/a.txt");
+        c.strip = Strip::Count(0);
+        c.mirror = false;
+        assert_eq!(dest(&c, "tmp/d/sub/a.txt").path(), "/remote/in/a.txt");
+        let mut c = sender();
+        c.post_base_dir = Some("/home/pas037/on_hpfx".into());
+        assert_eq!(dest(&c, "cap/sub dir/hello world.txt").path(), "/home/pas037/on_hpfx/cap/sub dir/hello world.txt");
+    }
+
+    #[test]
+    fn a_relpath_that_climbs_out_is_refused() {
+        let c = sender();
+        let place = decide(&c, "file:/x").unwrap();
+        assert!(matches!(destination(&c, &place, "a/../../etc/passwd"), Err(PlacementError::Escapes(_))));
+        assert!(matches!(destination(&c, &place, ".."), Err(PlacementError::Escapes(_))));
+        // An absolute relPath is read as relative, never as the root.
+        let mut c = sender();
+        c.directory = Some("/dest".into());
+        assert_eq!(dest(&c, "/etc/passwd").path(), "/dest/etc/passwd");
+    }
+
+    #[test]
+    fn the_announcement_relpath_drops_post_basedir_and_the_url_path() {
+        let mut c = sender();
+        c.post_base_dir = Some("/home/pas037/on_hpfx".into());
+        c.post_base_url = Some("sftp://pas037@hpfx/on_hpfx".into());
+        assert_eq!(announced_rel_path(&c, "/home/pas037/on_hpfx/cap/x"), "cap/x");
+        c.post_base_dir = None;
+        c.post_base_url = Some("file:/data".into());
+        assert_eq!(announced_rel_path(&c, "/data/a/b"), "a/b");
+        assert_eq!(announced_rel_path(&c, "/database/a"), "database/a");
+    }
+
+    #[test]
+    fn the_local_file_comes_from_a_file_baseurl_without_basedir() {
+        let c = sender();
+        let mut m = crate::message::Message::for_remove("file:/home/bob/to_hpfx", "cap/a b");
+        assert_eq!(local_source(&c, &m), Some(std::path::PathBuf::from("/home/bob/to_hpfx/cap/a b")));
+        assert_eq!(rel_of_local(&c, &m, "/home/bob/to_hpfx/cap/old"), Some("cap/old".into()));
+        assert_eq!(rel_of_local(&c, &m, "/home/bob/to_hpfx2/x"), None);
+        m.base_url = "sftp://h/x".into();
+        assert_eq!(local_source(&c, &m), None);
+    }
+}
