@@ -12,13 +12,15 @@
 //!
 //! Submodules: [`timestamp`] (sr3's `YYYYMMDDTHHMMSS.f` times), `json`
 //! (reading and writing bodies), `pyjson` (Python's `json.dumps` bytes),
-//! `topic` (routing keys), `identity` (checksums and messages for files).
+//! `topic` (routing keys), `identity` (checksums and messages for files),
+//! `xattr_cache` (sr3's checksum cache in extended attributes).
 
 mod identity;
 mod json;
 mod pyjson;
 pub mod timestamp;
 mod topic;
+mod xattr_cache;
 
 #[cfg(test)]
 mod fixture_tests;
