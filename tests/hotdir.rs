@@ -54,13 +54,20 @@ fn thousand_files_dropped_every_way_arrive_whole_without_tmp() {
     for i in 0..100 {
         let c = content(i + 4000, 2000);
         std::fs::write(env.hot.join(format!("r_{i:03}.csv.tmp")), &c).unwrap();
-        std::fs::rename(env.hot.join(format!("r_{i:03}.csv.tmp")), env.hot.join(format!("r_{i:03}.csv"))).unwrap();
+        std::fs::rename(
+            env.hot.join(format!("r_{i:03}.csv.tmp")),
+            env.hot.join(format!("r_{i:03}.csv")),
+        )
+        .unwrap();
         expected.insert(format!("r_{i:03}.csv"), c);
     }
     assert_eq!(expected.len(), 1000);
     assert_delivered(&env, &expected, LIMIT);
     let status = env.ok(&["status"]);
-    assert!(status.contains("sender/hot") && status.contains("3/3"), "{status}");
+    assert!(
+        status.contains("sender/hot") && status.contains("3/3"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -77,7 +84,10 @@ fn files_written_while_stopped_arrive_after_start_and_nothing_is_lost_across_sto
     // Stop in the middle of the flow.
     std::thread::sleep(Duration::from_millis(300));
     env.ok(&["stop"]);
-    assert!(env.instance_pids("sender/hot").is_empty(), "instances left after stop");
+    assert!(
+        env.instance_pids("sender/hot").is_empty(),
+        "instances left after stop"
+    );
     for i in 0..200 {
         let c = content(i + 9000, 700);
         std::fs::write(env.hot.join(format!("b_{i:03}")), &c).unwrap();
@@ -90,11 +100,18 @@ fn files_written_while_stopped_arrive_after_start_and_nothing_is_lost_across_sto
     let posted_before = posted(&env);
     env.ok(&["start"]);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(posted(&env), posted_before, "unchanged files were announced again after a restart");
+    assert_eq!(
+        posted(&env),
+        posted_before,
+        "unchanged files were announced again after a restart"
+    );
 }
 
 fn posted(env: &Env) -> usize {
-    env.logs().lines().filter(|l| l.contains("posted: ")).count()
+    env.logs()
+        .lines()
+        .filter(|l| l.contains("posted: "))
+        .count()
 }
 
 #[test]
@@ -108,13 +125,24 @@ fn kill_9_of_a_sender_instance_mid_run_loses_nothing() {
         std::fs::write(env.hot.join(format!("k_{i:03}")), &c).unwrap();
         expected.insert(format!("k_{i:03}"), c);
     }
-    assert!(wait_until(Duration::from_secs(20), || tree(&env.dest).len() > 20), "nothing arrived: {}", env.logs());
+    assert!(
+        wait_until(Duration::from_secs(20), || tree(&env.dest).len() > 20),
+        "nothing arrived: {}",
+        env.logs()
+    );
     let pids = env.instance_pids("sender/hot");
     assert_eq!(pids.len(), 2, "expected 2 sender instances");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pids[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     assert_delivered(&env, &expected, LIMIT);
     // The supervisor brought the killed instance back.
-    assert!(wait_until(Duration::from_secs(10), || env.instance_pids("sender/hot").len() == 2));
+    assert!(wait_until(Duration::from_secs(10), || env
+        .instance_pids("sender/hot")
+        .len()
+        == 2));
     assert!(!env.instance_pids("sender/hot").contains(&pids[0]));
 }
 
@@ -123,27 +151,57 @@ fn deletes_renames_links_and_awkward_names_reach_the_destination() {
     let env = Env::new();
     env.hot_directory(1, "");
     env.ok(&["start"]);
-    let names = ["with space.txt", "ünïcödé-文件.txt", "-leading-dash", "new\nline", "zero"];
+    let names = [
+        "with space.txt",
+        "ünïcödé-文件.txt",
+        "-leading-dash",
+        "new\nline",
+        "zero",
+    ];
     for n in names {
-        std::fs::write(env.hot.join(n), if n == "zero" { vec![] } else { n.as_bytes().to_vec() }).unwrap();
+        std::fs::write(
+            env.hot.join(n),
+            if n == "zero" {
+                vec![]
+            } else {
+                n.as_bytes().to_vec()
+            },
+        )
+        .unwrap();
     }
     std::fs::create_dir_all(env.hot.join("d/e")).unwrap();
     std::fs::write(env.hot.join("d/e/gone.txt"), b"bye").unwrap();
     std::fs::write(env.hot.join("old-name.txt"), b"renamed").unwrap();
     symlink("with space.txt", env.hot.join("link")).unwrap();
-    assert!(wait_until(LIMIT, || env.dest.join("d/e/gone.txt").exists() && env.dest.join("old-name.txt").exists()));
+    assert!(wait_until(LIMIT, || env.dest.join("d/e/gone.txt").exists()
+        && env.dest.join("old-name.txt").exists()));
     std::fs::rename(env.hot.join("old-name.txt"), env.hot.join("new-name.txt")).unwrap();
     std::fs::remove_file(env.hot.join("d/e/gone.txt")).unwrap();
     std::fs::remove_dir(env.hot.join("d/e")).unwrap();
     let mut expected: BTreeMap<String, Vec<u8>> = names
         .iter()
-        .map(|n| (n.to_string(), if *n == "zero" { vec![] } else { n.as_bytes().to_vec() }))
+        .map(|n| {
+            (
+                n.to_string(),
+                if *n == "zero" {
+                    vec![]
+                } else {
+                    n.as_bytes().to_vec()
+                },
+            )
+        })
         .collect();
     expected.insert("new-name.txt".into(), b"renamed".to_vec());
     // (tree() lists regular files only; the symlink is checked on its own.)
     assert_delivered(&env, &expected, LIMIT);
-    assert_eq!(std::fs::read_link(env.dest.join("link")).unwrap().to_str(), Some("with space.txt"));
-    assert!(wait_until(LIMIT, || !env.dest.join("d/e").exists()), "rmdir not applied");
+    assert_eq!(
+        std::fs::read_link(env.dest.join("link")).unwrap().to_str(),
+        Some("with space.txt")
+    );
+    assert!(
+        wait_until(LIMIT, || !env.dest.join("d/e").exists()),
+        "rmdir not applied"
+    );
     assert!(env.dest.join("d").is_dir());
 }
 
@@ -167,7 +225,10 @@ fn unreadable_and_vanishing_files_are_skipped_with_one_log_line_each() {
 #[test]
 fn a_bad_config_line_fails_with_file_and_line() {
     let env = Env::new();
-    env.write_config("sender/bad.conf", "broker local:\nsendTo file:\nacelThreshold 1M\n");
+    env.write_config(
+        "sender/bad.conf",
+        "broker local:\nsendTo file:\nacelThreshold 1M\n",
+    );
     let o = env.run(&["start", "sender/bad"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -180,14 +241,21 @@ fn a_malformed_message_is_set_aside_and_the_flow_goes_on() {
     let env = Env::new();
     env.hot_directory(1, "");
     env.ok(&["start", "sender/hot"]);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use pitcher::broker::{Outgoing, Publisher};
         let db = env.state.join("local/broker.db");
         let mut p = pitcher::broker::local::open_publisher(&db).unwrap();
-        p.publish(&[Outgoing { exchange: "xs_it_hot".into(), topic: "v03".into(), body: b"{not json".to_vec() }])
-            .await
-            .unwrap();
+        p.publish(&[Outgoing {
+            exchange: "xs_it_hot".into(),
+            topic: "v03".into(),
+            body: b"{not json".to_vec(),
+        }])
+        .await
+        .unwrap();
     });
     env.ok(&["start"]);
     std::fs::write(env.hot.join("after.txt"), b"after").unwrap();
@@ -195,6 +263,10 @@ fn a_malformed_message_is_set_aside_and_the_flow_goes_on() {
     expected.insert("after.txt".to_string(), b"after".to_vec());
     assert_delivered(&env, &expected, LIMIT);
     let aside = env.state.join("sender/hot/malformed");
-    assert!(wait_until(Duration::from_secs(10), || std::fs::read_dir(&aside).map(|d| d.count() == 1).unwrap_or(false)));
+    assert!(wait_until(Duration::from_secs(10), || std::fs::read_dir(
+        &aside
+    )
+    .map(|d| d.count() == 1)
+    .unwrap_or(false)));
     assert!(env.logs().contains("malformed message set aside"));
 }

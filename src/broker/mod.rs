@@ -58,7 +58,9 @@ pub struct QueueSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// No queue is bound to receive this message.
-    #[error("no queue is bound to exchange {exchange} for topic {topic}: nothing would receive it")]
+    #[error(
+        "no queue is bound to exchange {exchange} for topic {topic}: nothing would receive it"
+    )]
     Unroutable { exchange: String, topic: String },
     /// The exchange does not exist (yet).
     #[error("exchange {0} does not exist")]
@@ -97,7 +99,10 @@ pub trait Consumer: Send {
 }
 
 /// A publisher for a broker URL.
-pub async fn publisher(url: &url::Url, paths: &crate::state::Paths) -> Result<Box<dyn Publisher>, BrokerError> {
+pub async fn publisher(
+    url: &url::Url,
+    paths: &crate::state::Paths,
+) -> Result<Box<dyn Publisher>, BrokerError> {
     match url.scheme() {
         "local" => Ok(Box::new(local::open_publisher(&paths.local_broker_db())?)),
         other => Err(unsupported(other)),
@@ -111,11 +116,16 @@ pub async fn consumer(
     queue: &str,
 ) -> Result<Box<dyn Consumer>, BrokerError> {
     match url.scheme() {
-        "local" => Ok(Box::new(local::open_consumer(&paths.local_broker_db(), queue)?)),
+        "local" => Ok(Box::new(local::open_consumer(
+            &paths.local_broker_db(),
+            queue,
+        )?)),
         other => Err(unsupported(other)),
     }
 }
 
 fn unsupported(scheme: &str) -> BrokerError {
-    BrokerError::Other(anyhow::anyhow!("broker scheme '{scheme}:' is not supported yet (known: local:)"))
+    BrokerError::Other(anyhow::anyhow!(
+        "broker scheme '{scheme}:' is not supported yet (known: local:)"
+    ))
 }

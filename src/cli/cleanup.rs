@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 /// `pitcher cleanup configs…`.
 pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(!specs.is_empty(), "name the configs to clean up (e.g. sender/to_hpfx)");
+    anyhow::ensure!(
+        !specs.is_empty(),
+        "name the configs to clean up (e.g. sender/to_hpfx)"
+    );
     let mut code = ExitCode::SUCCESS;
     for (component, name) in select(paths, specs)? {
         if !supervisor::live_instances(paths, component, &name).is_empty() {
@@ -17,7 +20,9 @@ pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
             continue;
         }
         if let Ok(cfg) = load(paths, component, &name) {
-            if cfg.broker.as_ref().is_some_and(|u| u.scheme() == "local") && super::declare::consumes(&cfg) {
+            if cfg.broker.as_ref().is_some_and(|u| u.scheme() == "local")
+                && super::declare::consumes(&cfg)
+            {
                 let q = crate::state::queue_name(paths, &cfg)?;
                 crate::broker::local::delete_queue(&paths.local_broker_db(), &q)?;
                 println!("{component}/{name}: deleted queue {q}");
@@ -28,7 +33,10 @@ pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
             if disabled {
-                crate::state::write_atomic(&supervisor::disabled_marker(paths, component, &name), b"")?;
+                crate::state::write_atomic(
+                    &supervisor::disabled_marker(paths, component, &name),
+                    b"",
+                )?;
             }
             println!("{component}/{name}: removed state {}", dir.display());
         }

@@ -13,7 +13,10 @@ pub async fn declare_config(paths: &Paths, cfg: &Config) -> anyhow::Result<Vec<S
     if let (Some(url), Some(exchange)) = (&cfg.post_broker, &cfg.post_exchange) {
         let mut p = broker::publisher(url, paths).await?;
         p.declare_exchange(exchange).await?;
-        done.push(format!("exchange {exchange} on {}", crate::config::redact_url(url)));
+        done.push(format!(
+            "exchange {exchange} on {}",
+            crate::config::redact_url(url)
+        ));
     }
     if let (Some(url), true) = (&cfg.broker, consumes(cfg)) {
         let spec = QueueSpec {
@@ -31,9 +34,15 @@ pub async fn declare_config(paths: &Paths, cfg: &Config) -> anyhow::Result<Vec<S
             for b in &spec.bindings {
                 p.declare_exchange(&b.exchange).await?;
             }
-            c.declare_queue(&spec).await.map_err(|e2| anyhow::anyhow!("{e2} (first: {e})"))?;
+            c.declare_queue(&spec)
+                .await
+                .map_err(|e2| anyhow::anyhow!("{e2} (first: {e})"))?;
         }
-        let binds: Vec<String> = spec.bindings.iter().map(|b| format!("{}:{}", b.exchange, b.topic)).collect();
+        let binds: Vec<String> = spec
+            .bindings
+            .iter()
+            .map(|b| format!("{}:{}", b.exchange, b.topic))
+            .collect();
         done.push(format!("queue {} bound to {}", spec.name, binds.join(", ")));
     }
     Ok(done)
@@ -47,10 +56,13 @@ pub fn consumes(cfg: &Config) -> bool {
 
 /// `pitcher declare [configs]`.
 pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut code = ExitCode::SUCCESS;
     for (component, name) in select(paths, specs)? {
-        let result = load(paths, component, &name).and_then(|cfg| rt.block_on(declare_config(paths, &cfg)));
+        let result =
+            load(paths, component, &name).and_then(|cfg| rt.block_on(declare_config(paths, &cfg)));
         match result {
             Ok(lines) => {
                 for l in lines {

@@ -56,10 +56,16 @@ fn write_configs(cfg_dir: &Path, hot: &Path, dest: &Path, instances: u32) -> std
 fn drop_samples(hot: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(hot.join("reports/2026"))?;
     std::fs::write(hot.join("hello.txt"), b"hello from the hot directory\n")?;
-    std::fs::write(hot.join("reports/2026/summary.csv"), b"site,files\nloli,3\n")?;
+    std::fs::write(
+        hot.join("reports/2026/summary.csv"),
+        b"site,files\nloli,3\n",
+    )?;
     // Written under a rejected name, then renamed: sr3 loses these; pitcher does not.
     std::fs::write(hot.join("reports/data.bin.tmp"), vec![7u8; 100_000])?;
-    std::fs::rename(hot.join("reports/data.bin.tmp"), hot.join("reports/data.bin"))?;
+    std::fs::rename(
+        hot.join("reports/data.bin.tmp"),
+        hot.join("reports/data.bin"),
+    )?;
     Ok(3)
 }
 
@@ -83,8 +89,15 @@ pub fn run(_paths: &Paths, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::resolve(Some(root.join("config")), Some(root.join("state")));
     write_configs(&paths.config_dir, &hot, &dest, args.instances)?;
     println!("demo in {}:", root.display());
-    println!("  hot directory: {}\n  destination:   {}", hot.display(), dest.display());
-    println!("  configs:       {} (watch/hot.conf, sender/hot.conf)", paths.config_dir.display());
+    println!(
+        "  hot directory: {}\n  destination:   {}",
+        hot.display(),
+        dest.display()
+    );
+    println!(
+        "  configs:       {} (watch/hot.conf, sender/hot.conf)",
+        paths.config_dir.display()
+    );
     println!("  logs:          {}\n", paths.log_dir().display());
     super::start::run(&paths, &[])?;
     let t0 = Instant::now();
@@ -99,7 +112,11 @@ pub fn run(_paths: &Paths, args: DemoArgs) -> anyhow::Result<ExitCode> {
             if known.insert(path.clone(), size) != Some(size) {
                 got += 1;
                 let rel = path.strip_prefix(&dest).unwrap_or(&path);
-                println!("  arrived: {} ({size} bytes) at +{:.2}s", rel.display(), t0.elapsed().as_secs_f64());
+                println!(
+                    "  arrived: {} ({size} bytes) at +{:.2}s",
+                    rel.display(),
+                    t0.elapsed().as_secs_f64()
+                );
             }
         }
         if args.once && got >= samples {
@@ -107,17 +124,25 @@ pub fn run(_paths: &Paths, args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         if args.once && t0.elapsed() > Duration::from_secs(60) {
             super::stop::run(&paths, &[])?;
-            anyhow::bail!("only {got} of {samples} sample files arrived within 60 s; see {}", paths.log_dir().display());
+            anyhow::bail!(
+                "only {got} of {samples} sample files arrived within 60 s; see {}",
+                paths.log_dir().display()
+            );
         }
         if got == samples && !args.once {
             got += 1;
-            println!("\nall samples arrived. Drop your own files into {} — Ctrl-C to stop.", hot.display());
+            println!(
+                "\nall samples arrived. Drop your own files into {} — Ctrl-C to stop.",
+                hot.display()
+            );
         }
         if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
             break;
         }
     }
     println!();
+    // Instances write their counters every second.
+    std::thread::sleep(Duration::from_millis(1200));
     super::status::run(&paths, &[], false)?;
     super::stop::run(&paths, &[])?;
     println!("demo stopped.");
@@ -126,11 +151,16 @@ pub fn run(_paths: &Paths, args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// Sends on `tx` when SIGINT or SIGTERM arrives.
 fn ctrlc_channel(tx: std::sync::mpsc::Sender<()>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     std::thread::spawn(move || {
         rt.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut a), Ok(mut b)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            let (Ok(mut a), Ok(mut b)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
                 return;
             };
             tokio::select! { _ = a.recv() => {}, _ = b.recv() => {} }

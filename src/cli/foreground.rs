@@ -13,7 +13,10 @@ fn stop_on_signals(rt: &tokio::runtime::Runtime) -> tokio::sync::watch::Receiver
     let (tx, rx) = tokio::sync::watch::channel(false);
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             return;
         };
         tokio::select! {
@@ -27,7 +30,9 @@ fn stop_on_signals(rt: &tokio::runtime::Runtime) -> tokio::sync::watch::Receiver
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Runs instance `no` of one config until SIGTERM: what the supervisor
@@ -69,8 +74,13 @@ pub fn foreground(paths: &Paths, spec: &str) -> anyhow::Result<ExitCode> {
 /// user's supervisor lock.
 pub fn supervise(paths: &Paths) -> anyhow::Result<ExitCode> {
     super::init_logging("info");
-    let Some(_lock) = PidLock::acquire(&paths.supervisor_pid()).context("taking the supervisor lock")? else {
-        anyhow::bail!("a supervisor is already running for {}", paths.state_dir.display());
+    let Some(_lock) =
+        PidLock::acquire(&paths.supervisor_pid()).context("taking the supervisor lock")?
+    else {
+        anyhow::bail!(
+            "a supervisor is already running for {}",
+            paths.state_dir.display()
+        );
     };
     let rt = runtime()?;
     let stop = stop_on_signals(&rt);

@@ -16,9 +16,19 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let now = chrono::Local::now();
-        write!(w, "{} [{}] ", now.format("%Y-%m-%d %H:%M:%S,%3f"), event.metadata().level())?;
+        write!(
+            w,
+            "{} [{}] ",
+            now.format("%Y-%m-%d %H:%M:%S,%3f"),
+            event.metadata().level()
+        )?;
         ctx.field_format().format_fields(w.by_ref(), event)?;
         writeln!(w)
     }

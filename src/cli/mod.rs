@@ -80,7 +80,9 @@ pub fn main() -> ExitCode {
     let result = match cli.verb {
         Verb::Start { configs } => start::run(&paths, &configs),
         Verb::Stop { configs } => stop::run(&paths, &configs),
-        Verb::Restart { configs } => stop::run(&paths, &configs).and_then(|_| start::run(&paths, &configs)),
+        Verb::Restart { configs } => {
+            stop::run(&paths, &configs).and_then(|_| start::run(&paths, &configs))
+        }
         Verb::Status { configs, json } => status::run(&paths, &configs, json),
         Verb::Foreground { config } => foreground::foreground(&paths, &config),
         Verb::List => list::run(&paths),
@@ -112,7 +114,11 @@ fn select(paths: &Paths, specs: &[String]) -> anyhow::Result<Vec<(Component, Str
         let spec = spec.trim_end_matches(".conf");
         let (comp, pat) = spec.split_once('/').unwrap_or((spec, "*"));
         let comp_ok = |c: Component| wildcard(comp, c.name());
-        let found: Vec<_> = all.iter().filter(|(c, n)| comp_ok(*c) && wildcard(pat, n)).cloned().collect();
+        let found: Vec<_> = all
+            .iter()
+            .filter(|(c, n)| comp_ok(*c) && wildcard(pat, n))
+            .cloned()
+            .collect();
         if found.is_empty() {
             anyhow::bail!(
                 "no config matches '{spec}' in {} (expected component/name, e.g. sender/to_hpfx)",
@@ -139,7 +145,10 @@ fn wildcard(pattern: &str, text: &str) -> bool {
             _ => false,
         }
     }
-    m(&pattern.chars().collect::<Vec<_>>(), &text.chars().collect::<Vec<_>>())
+    m(
+        &pattern.chars().collect::<Vec<_>>(),
+        &text.chars().collect::<Vec<_>>(),
+    )
 }
 
 /// Loads one config, printing its warnings to stderr.

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 /// `pitcher start [configs]`.
 pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut code = ExitCode::SUCCESS;
     let mut waiting = Vec::new();
     for (component, name) in select(paths, specs)? {

@@ -98,7 +98,10 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
     if let Ok(c) = &cfg {
         if super::declare::consumes(c) && c.broker.as_ref().is_some_and(|u| u.scheme() == "local") {
             if let Ok(q) = crate::state::queue_name(paths, c) {
-                r.queued = crate::broker::local::queue_stats(&paths.local_broker_db(), &q).ok().flatten().map(|s| s.ready + s.unacked);
+                r.queued = crate::broker::local::queue_stats(&paths.local_broker_db(), &q)
+                    .ok()
+                    .flatten()
+                    .map(|s| s.ready + s.unacked);
             }
         }
     }
@@ -111,21 +114,42 @@ fn ago(s: Option<f64>) -> String {
         None => "-".into(),
         Some(s) if s < 60.0 => format!("{s:.0}s"),
         Some(s) if s < 3600.0 => format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64),
-        Some(s) => format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64),
+        Some(s) => format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        ),
     }
 }
 
 /// `pitcher status [configs] [--json]`.
 pub fn run(paths: &Paths, specs: &[String], json: bool) -> anyhow::Result<ExitCode> {
-    let rows: Vec<Row> = select(paths, specs)?.into_iter().map(|(c, n)| row(paths, c, &n)).collect();
+    let rows: Vec<Row> = select(paths, specs)?
+        .into_iter()
+        .map(|(c, n)| row(paths, c, &n))
+        .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let width = rows.iter().map(|r| r.config.len()).max().unwrap_or(0).max(16);
+    let width = rows
+        .iter()
+        .map(|r| r.config.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
     println!(
         "{:width$}  {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7}",
-        "Component/Config", "State", "Run", "Retry", "Que", "LagAvg", "Last", "Files", "Posted", "Rejected"
+        "Component/Config",
+        "State",
+        "Run",
+        "Retry",
+        "Que",
+        "LagAvg",
+        "Last",
+        "Files",
+        "Posted",
+        "Rejected"
     );
     for r in &rows {
         println!(
@@ -134,8 +158,12 @@ pub fn run(paths: &Paths, specs: &[String], json: bool) -> anyhow::Result<ExitCo
             r.state,
             format!("{}/{}", r.running, r.expected),
             r.retry,
-            r.queued.map(|q| q.to_string()).unwrap_or_else(|| "-".into()),
-            r.lag_avg.map(|l| format!("{l:.2}s")).unwrap_or_else(|| "-".into()),
+            r.queued
+                .map(|q| q.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.lag_avg
+                .map(|l| format!("{l:.2}s"))
+                .unwrap_or_else(|| "-".into()),
             ago(r.last),
             r.files,
             r.posted,
@@ -144,11 +172,15 @@ pub fn run(paths: &Paths, specs: &[String], json: bool) -> anyhow::Result<ExitCo
     }
     let sup = crate::state::pidfile::read_live(&paths.supervisor_pid());
     let running: u32 = rows.iter().map(|r| r.running).sum();
-    let missing: u32 = rows.iter().map(|r| r.expected.saturating_sub(r.running)).sum();
+    let missing: u32 = rows
+        .iter()
+        .map(|r| r.expected.saturating_sub(r.running))
+        .sum();
     println!(
         "      Total configs: {} ( Processes: {running} missing: {missing} ) supervisor: {}",
         rows.len(),
-        sup.map(|p| format!("pid {p}")).unwrap_or_else(|| "not running".into())
+        sup.map(|p| format!("pid {p}"))
+            .unwrap_or_else(|| "not running".into())
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -27,7 +27,10 @@ pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
         let mut killed = Vec::new();
         let mut stopped = 0;
         for _ in 0..2 {
-            let pids: Vec<i32> = supervisor::live_instances(paths, *component, name).into_iter().map(|(_, p)| p).collect();
+            let pids: Vec<i32> = supervisor::live_instances(paths, *component, name)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
             stopped += pids.len();
             killed.extend(supervisor::stop_pids(&pids, GRACE));
             std::thread::sleep(Duration::from_millis(100));
@@ -35,7 +38,10 @@ pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
         match (stopped, killed.len()) {
             (0, _) => {}
             (n, 0) => println!("stopped {component}/{name} ({n} instances)"),
-            (n, k) => println!("stopped {component}/{name} ({n} instances; {k} killed after {}s)", GRACE.as_secs()),
+            (n, k) => println!(
+                "stopped {component}/{name} ({n} instances; {k} killed after {}s)",
+                GRACE.as_secs()
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)

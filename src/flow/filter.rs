@@ -107,7 +107,11 @@ pub fn safe_parts(rel_path: &str) -> Result<Vec<&str>, PlacementError> {
 /// Where the file of `rel_path` goes, as sr3 computes it: `strip` leading
 /// parts, drop a leading `baseDir`, then `directory` (else `post_baseDir`)
 /// plus, with `mirror`, the remaining directories.
-pub fn destination(cfg: &Config, place: &Placement, rel_path: &str) -> Result<Destination, PlacementError> {
+pub fn destination(
+    cfg: &Config,
+    place: &Placement,
+    rel_path: &str,
+) -> Result<Destination, PlacementError> {
     let stripped;
     let rel = match place.strip {
         Strip::Pattern(re) => {
@@ -158,14 +162,18 @@ pub fn local_source(cfg: &Config, msg: &Message) -> Option<std::path::PathBuf> {
         let rel = rel.trim_start_matches('/');
         return Some(if rel.is_empty() { root } else { root.join(rel) });
     }
-    cfg.base_dir.as_ref().map(|b| std::path::Path::new(b).join(rel.trim_start_matches('/')))
+    cfg.base_dir
+        .as_ref()
+        .map(|b| std::path::Path::new(b).join(rel.trim_start_matches('/')))
 }
 
 /// The relPath an old absolute local path (a rename's `fileOp.rename`) has
 /// under the same root as the message, if it lies under it.
 pub fn rel_of_local(cfg: &Config, msg: &Message, old: &str) -> Option<String> {
     let root = if msg.base_url.starts_with("file:") {
-        crate::transfer::file::root_of(&msg.base_url).to_string_lossy().into_owned()
+        crate::transfer::file::root_of(&msg.base_url)
+            .to_string_lossy()
+            .into_owned()
     } else {
         cfg.base_dir.clone()?
     };
@@ -228,9 +236,18 @@ mod tests {
     fn destination_follows_sr3_directory_mirror_strip_and_basedir_rules() {
         // sr3-behaviour.md §5, relPath tmp/d/sub/a.txt.
         let mut c = sender();
-        assert_eq!(dest(&c, "tmp/d/sub/a.txt"), Destination { dir: "tmp/d/sub".into(), file: "a.txt".into() });
+        assert_eq!(
+            dest(&c, "tmp/d/sub/a.txt"),
+            Destination {
+                dir: "tmp/d/sub".into(),
+                file: "a.txt".into()
+            }
+        );
         c.directory = Some("/remote/in".into());
-        assert_eq!(dest(&c, "tmp/d/sub/a.txt").path(), "/remote/in/tmp/d/sub/a.txt");
+        assert_eq!(
+            dest(&c, "tmp/d/sub/a.txt").path(),
+            "/remote/in/tmp/d/sub/a.txt"
+        );
         c.base_dir = Some("/tmp/d".into());
         assert_eq!(dest(&c, "tmp/d/sub/a.txt").path(), "/remote/in/sub/a.txt");
         c.base_dir = None;
@@ -241,15 +258,24 @@ mod tests {
         assert_eq!(dest(&c, "tmp/d/sub/a.txt").path(), "/remote/in/a.txt");
         let mut c = sender();
         c.post_base_dir = Some("/home/pas037/on_hpfx".into());
-        assert_eq!(dest(&c, "cap/sub dir/hello world.txt").path(), "/home/pas037/on_hpfx/cap/sub dir/hello world.txt");
+        assert_eq!(
+            dest(&c, "cap/sub dir/hello world.txt").path(),
+            "/home/pas037/on_hpfx/cap/sub dir/hello world.txt"
+        );
     }
 
     #[test]
     fn a_relpath_that_climbs_out_is_refused() {
         let c = sender();
         let place = decide(&c, "file:/x").unwrap();
-        assert!(matches!(destination(&c, &place, "a/../../etc/passwd"), Err(PlacementError::Escapes(_))));
-        assert!(matches!(destination(&c, &place, ".."), Err(PlacementError::Escapes(_))));
+        assert!(matches!(
+            destination(&c, &place, "a/../../etc/passwd"),
+            Err(PlacementError::Escapes(_))
+        ));
+        assert!(matches!(
+            destination(&c, &place, ".."),
+            Err(PlacementError::Escapes(_))
+        ));
         // An absolute relPath is read as relative, never as the root.
         let mut c = sender();
         c.directory = Some("/dest".into());
@@ -261,7 +287,10 @@ mod tests {
         let mut c = sender();
         c.post_base_dir = Some("/home/pas037/on_hpfx".into());
         c.post_base_url = Some("sftp://pas037@hpfx/on_hpfx".into());
-        assert_eq!(announced_rel_path(&c, "/home/pas037/on_hpfx/cap/x"), "cap/x");
+        assert_eq!(
+            announced_rel_path(&c, "/home/pas037/on_hpfx/cap/x"),
+            "cap/x"
+        );
         c.post_base_dir = None;
         c.post_base_url = Some("file:/data".into());
         assert_eq!(announced_rel_path(&c, "/data/a/b"), "a/b");
@@ -272,8 +301,14 @@ mod tests {
     fn the_local_file_comes_from_a_file_baseurl_without_basedir() {
         let c = sender();
         let mut m = crate::message::Message::for_remove("file:/home/bob/to_hpfx", "cap/a b");
-        assert_eq!(local_source(&c, &m), Some(std::path::PathBuf::from("/home/bob/to_hpfx/cap/a b")));
-        assert_eq!(rel_of_local(&c, &m, "/home/bob/to_hpfx/cap/old"), Some("cap/old".into()));
+        assert_eq!(
+            local_source(&c, &m),
+            Some(std::path::PathBuf::from("/home/bob/to_hpfx/cap/a b"))
+        );
+        assert_eq!(
+            rel_of_local(&c, &m, "/home/bob/to_hpfx/cap/old"),
+            Some("cap/old".into())
+        );
         assert_eq!(rel_of_local(&c, &m, "/home/bob/to_hpfx2/x"), None);
         m.base_url = "sftp://h/x".into();
         assert_eq!(local_source(&c, &m), None);

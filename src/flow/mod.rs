@@ -39,8 +39,20 @@ impl Instance {
     pub fn new(paths: Paths, cfg: Config, instance: u32, stop: signal::Receiver<bool>) -> Instance {
         let files = InstanceFiles::new(&paths, cfg.component, &cfg.name, instance);
         let now = now_epoch();
-        let metrics = Metrics { pid: std::process::id(), started: now, updated: now, ..Metrics::default() };
-        Instance { paths, cfg, files, metrics, stop, last_saved: Instant::now() }
+        let metrics = Metrics {
+            pid: std::process::id(),
+            started: now,
+            updated: now,
+            ..Metrics::default()
+        };
+        Instance {
+            paths,
+            cfg,
+            files,
+            metrics,
+            stop,
+            last_saved: Instant::now(),
+        }
     }
 
     /// True once a stop was asked for.
@@ -57,13 +69,16 @@ impl Instance {
         self.stopping()
     }
 
-    /// Writes the counters for `status`, at most every two seconds unless
+    /// Writes the counters for `status`, at most every second unless
     /// `force`.
     pub fn save_metrics(&mut self, force: bool) {
-        if force || self.last_saved.elapsed() >= Duration::from_secs(2) {
+        if force || self.last_saved.elapsed() >= Duration::from_secs(1) {
             self.metrics.updated = now_epoch();
             if let Err(e) = self.metrics.save(&self.files.metrics_file()) {
-                tracing::warn!("cannot write metrics {}: {e}", self.files.metrics_file().display());
+                tracing::warn!(
+                    "cannot write metrics {}: {e}",
+                    self.files.metrics_file().display()
+                );
             }
             self.last_saved = Instant::now();
         }
@@ -81,7 +96,10 @@ impl Instance {
 
 /// Seconds since the epoch.
 pub fn now_epoch() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Runs the component of `inst.cfg` until a stop is asked for.
@@ -115,7 +133,10 @@ pub async fn connect_publisher(inst: &mut Instance) -> Option<Box<dyn Publisher>
                 Ok(()) => return Some(p),
                 Err(e) => tracing::error!("cannot declare exchange {exchange}: {e}"),
             },
-            Err(e) => tracing::error!("cannot connect to post_broker {}: {e}", crate::config::redact_url(&url)),
+            Err(e) => tracing::error!(
+                "cannot connect to post_broker {}: {e}",
+                crate::config::redact_url(&url)
+            ),
         }
         if inst.pause(delay).await {
             return None;

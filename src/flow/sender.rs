@@ -11,7 +11,7 @@
 //! runs in order, so `a.tmp → a → b` lands as it happened.
 
 use super::filter::{self, Destination};
-use super::{Instance, now_epoch};
+use super::{now_epoch, Instance};
 use crate::broker::{self, BrokerError, Consumer, Delivery, Outgoing, Publisher, QueueSpec};
 use crate::config::{Config, Inflight};
 use crate::message::Message;
@@ -71,7 +71,10 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
         None
     } else {
         let dir = inst.paths.config_state(cfg.component, &cfg.name);
-        Some(NodupeCache::open(&crate::state::nodupe_db(&dir), cfg.nodupe_ttl)?)
+        Some(NodupeCache::open(
+            &crate::state::nodupe_db(&dir),
+            cfg.nodupe_ttl,
+        )?)
     };
     let spec = QueueSpec {
         name: crate::state::queue_name(&inst.paths, &cfg)?,
@@ -115,7 +118,16 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
         gather(&mut inst, &cfg, &mut nodupe, deliveries, &mut pass);
         take_retries(&cfg, &retry, &mut pass);
         let results = work(&transport, &cfg, std::mem::take(&mut pass.work)).await;
-        finish(&mut inst, &cfg, &mut retry, &mut nodupe, &mut publisher, results, &mut pass).await;
+        finish(
+            &mut inst,
+            &cfg,
+            &mut retry,
+            &mut nodupe,
+            &mut publisher,
+            results,
+            &mut pass,
+        )
+        .await;
         repost(&mut inst, &mut retry, &mut publisher).await;
         if !pass.requeue.is_empty() {
             if let Err(e) = consumer.requeue(&pass.requeue).await {
@@ -137,13 +149,21 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
         inst.save_metrics(false);
     }
     inst.save_metrics(true);
-    tracing::info!("sender {} instance {} stopped", cfg.name, inst.files.instance);
+    tracing::info!(
+        "sender {} instance {} stopped",
+        cfg.name,
+        inst.files.instance
+    );
     Ok(())
 }
 
 /// Connects to the broker and declares the queue, retrying with backoff;
 /// `None` if a stop is asked for first.
-async fn connect_consumer(inst: &mut Instance, url: &url::Url, spec: &QueueSpec) -> Option<Box<dyn Consumer>> {
+async fn connect_consumer(
+    inst: &mut Instance,
+    url: &url::Url,
+    spec: &QueueSpec,
+) -> Option<Box<dyn Consumer>> {
     let mut delay = Duration::from_millis(500);
     let mut said = false;
     loop {
@@ -186,7 +206,13 @@ struct Pass {
 }
 
 /// Parses, filters and de-duplicates the deliveries into work.
-fn gather(inst: &mut Instance, cfg: &Config, nodupe: &mut Option<NodupeCache>, ds: Vec<Delivery>, pass: &mut Pass) {
+fn gather(
+    inst: &mut Instance,
+    cfg: &Config,
+    nodupe: &mut Option<NodupeCache>,
+    ds: Vec<Delivery>,
+    pass: &mut Pass,
+) {
     for d in ds {
         inst.metrics.received += 1;
         inst.metrics.last_message = now_epoch();
@@ -233,7 +259,10 @@ fn gather(inst: &mut Instance, cfg: &Config, nodupe: &mut Option<NodupeCache>, d
 
 /// The destination of an accepted message (and of its rename's old name),
 /// `None` when a mask rejects it.
-fn place(cfg: &Config, msg: &Message) -> Result<Option<(Destination, Option<String>)>, filter::PlacementError> {
+fn place(
+    cfg: &Config,
+    msg: &Message,
+) -> Result<Option<(Destination, Option<String>)>, filter::PlacementError> {
     let Some(placement) = filter::decide(cfg, &msg.url()) else {
         return Ok(None);
     };
@@ -261,7 +290,12 @@ fn is_duplicate(nodupe: &Option<NodupeCache>, cfg: &Config, msg: &Message) -> bo
 fn set_aside(inst: &mut Instance, d: &Delivery, why: &str) {
     inst.metrics.malformed += 1;
     let dir = crate::state::malformed_dir(&inst.files.dir);
-    let file = dir.join(format!("{:.6}_{}_{}.msg", now_epoch(), inst.files.instance, d.id));
+    let file = dir.join(format!(
+        "{:.6}_{}_{}.msg",
+        now_epoch(),
+        inst.files.instance,
+        d.id
+    ));
     let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, &d.body));
     match saved {
         Ok(()) => tracing::error!("malformed message set aside in {}: {why}", file.display()),
@@ -280,7 +314,9 @@ fn take_retries(cfg: &Config, retry: &RetryQueue, pass: &mut Pass) {
         }
     };
     for it in items {
-        let placed = Message::from_json(&it.body).ok().and_then(|m| place(cfg, &m).ok().flatten().map(|p| (m, p)));
+        let placed = Message::from_json(&it.body)
+            .ok()
+            .and_then(|m| place(cfg, &m).ok().flatten().map(|p| (m, p)));
         match placed {
             Some((msg, (dest, old_dest))) => pass.work.push(Work {
                 origin: Origin::Retry(it.id),
@@ -300,7 +336,11 @@ fn take_retries(cfg: &Config, retry: &RetryQueue, pass: &mut Pass) {
 }
 
 /// Does the work of a pass: concurrently across paths, in order within one.
-async fn work(t: &Arc<dyn Transport>, cfg: &Arc<Config>, items: Vec<Work>) -> Vec<(Work, io::Result<Outcome>)> {
+async fn work(
+    t: &Arc<dyn Transport>,
+    cfg: &Arc<Config>,
+    items: Vec<Work>,
+) -> Vec<(Work, io::Result<Outcome>)> {
     let in_order = items.iter().any(|w| w.msg.file_op.is_some());
     let mut lanes: Vec<Vec<Work>> = Vec::new();
     if in_order {
@@ -379,12 +419,16 @@ async fn deliver(t: &dyn Transport, cfg: &Config, w: &Work) -> io::Result<Outcom
                 return Ok(Outcome::Done(0));
             }
         }
-        let mode = mode_of(&w.msg).filter(|_| cfg.perm_copy).unwrap_or(cfg.perm_dir_default);
+        let mode = mode_of(&w.msg)
+            .filter(|_| cfg.perm_copy)
+            .unwrap_or(cfg.perm_dir_default);
         t.mkdirs(&path, mode).await?;
         return Ok(Outcome::Done(0));
     }
     if !(ev.create || ev.modify) {
-        return Ok(Outcome::Skipped("create and modify not in fileEvents".into()));
+        return Ok(Outcome::Skipped(
+            "create and modify not in fileEvents".into(),
+        ));
     }
     if let Some(old) = &w.old_dest {
         if rename_if_present(t, cfg, old, &w.dest).await? {
@@ -397,7 +441,12 @@ async fn deliver(t: &dyn Transport, cfg: &Config, w: &Work) -> io::Result<Outcom
 }
 
 /// Renames `old` to `dest` at the destination; false if `old` is absent.
-async fn rename_if_present(t: &dyn Transport, cfg: &Config, old: &str, dest: &Destination) -> io::Result<bool> {
+async fn rename_if_present(
+    t: &dyn Transport,
+    cfg: &Config,
+    old: &str,
+    dest: &Destination,
+) -> io::Result<bool> {
     if old == dest.path() {
         return Ok(false);
     }
@@ -419,17 +468,34 @@ async fn put_file(t: &dyn Transport, cfg: &Config, w: &Work) -> io::Result<Outco
     };
     match std::fs::File::open(&local).and_then(|f| f.metadata()) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Ok(Outcome::Skipped(format!("{} is not a regular file", local.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Outcome::Skipped(format!("{} vanished before it was sent", local.display())))
+        Ok(_) => {
+            return Ok(Outcome::Skipped(format!(
+                "{} is not a regular file",
+                local.display()
+            )))
         }
-        Err(e) => return Ok(Outcome::Skipped(format!("{} cannot be read: {e}", local.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Outcome::Skipped(format!(
+                "{} vanished before it was sent",
+                local.display()
+            )))
+        }
+        Err(e) => {
+            return Ok(Outcome::Skipped(format!(
+                "{} cannot be read: {e}",
+                local.display()
+            )))
+        }
     }
     let final_path = w.dest.path();
     let temp = filter::join(&w.dest.dir, &cfg.inflight.temp_name(&w.dest.file));
     t.mkdirs(&w.dest.dir, cfg.perm_dir_default).await?;
     if let Inflight::Subdir(sub) = &cfg.inflight {
-        t.mkdirs(&filter::join(&w.dest.dir, sub.trim_end_matches('/')), cfg.perm_dir_default).await?;
+        t.mkdirs(
+            &filter::join(&w.dest.dir, sub.trim_end_matches('/')),
+            cfg.perm_dir_default,
+        )
+        .await?;
     }
     let bytes = if temp == final_path {
         t.put(&local, &final_path, PutMode::Replace).await?
@@ -473,7 +539,10 @@ async fn set_meta(t: &dyn Transport, cfg: &Config, msg: &Message, path: &str) ->
         Some(cfg.perm_default).filter(|m| *m != 0)
     };
     let times = if cfg.time_copy {
-        let parse = |s: &Option<String>| s.as_deref().and_then(|s| crate::message::timestamp::parse(s).ok());
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| crate::message::timestamp::parse(s).ok())
+        };
         parse(&msg.mtime).map(|m| (parse(&msg.atime).unwrap_or(m), m))
     } else {
         None
@@ -485,7 +554,10 @@ async fn set_meta(t: &dyn Transport, cfg: &Config, msg: &Message, path: &str) ->
 }
 
 fn mode_of(msg: &Message) -> Option<u32> {
-    msg.mode.as_deref().and_then(|m| u32::from_str_radix(m, 8).ok()).map(|m| m & 0o7777)
+    msg.mode
+        .as_deref()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .map(|m| m & 0o7777)
 }
 
 /// Ends a pass: retries stored, announcements published, nodupe recorded.
@@ -528,10 +600,20 @@ async fn finish(
             }
             Err(e) => {
                 inst.metrics.failed += 1;
-                tracing::error!("failed: {} to {}: {e}; queued for retry", w.msg.url(), w.dest.path());
+                tracing::error!(
+                    "failed: {} to {}: {e}; queued for retry",
+                    w.msg.url(),
+                    w.dest.path()
+                );
                 match w.origin {
                     Origin::Delivery(id) => {
-                        failed_new.push(RetryItem::new(RetryKind::Work, w.body, &w.exchange, &w.topic, &e.to_string()));
+                        failed_new.push(RetryItem::new(
+                            RetryKind::Work,
+                            w.body,
+                            &w.exchange,
+                            &w.topic,
+                            &e.to_string(),
+                        ));
                         failed_ids.push(id);
                     }
                     Origin::Retry(id) => {
@@ -548,7 +630,10 @@ async fn finish(
             Ok(()) => pass.acks.extend(failed_ids),
             // Not saved: give them back to the broker, to be delivered again.
             Err(e) => {
-                tracing::error!("cannot save {} failed messages for retry: {e}; requeued", failed_new.len());
+                tracing::error!(
+                    "cannot save {} failed messages for retry: {e}; requeued",
+                    failed_new.len()
+                );
                 pass.requeue.extend(failed_ids);
             }
         }
@@ -599,7 +684,10 @@ async fn publish_or_keep(
     match publish_tolerant(p.as_mut(), &msgs).await {
         Ok(n) => inst.metrics.posted += n,
         Err(e) => {
-            tracing::error!("publishing {} announcements failed: {e}; kept for retry", msgs.len());
+            tracing::error!(
+                "publishing {} announcements failed: {e}; kept for retry",
+                msgs.len()
+            );
             keep_for_retry(retry, &msgs, &e.to_string());
             *publisher = None;
         }
@@ -634,12 +722,19 @@ fn keep_for_retry(retry: &mut RetryQueue, msgs: &[Outgoing], why: &str) {
         .map(|m| RetryItem::new(RetryKind::Post, m.body.clone(), &m.exchange, &m.topic, why))
         .collect();
     if let Err(e) = retry.push(&items) {
-        tracing::error!("cannot keep {} announcements for retry: {e}; they are lost", items.len());
+        tracing::error!(
+            "cannot keep {} announcements for retry: {e}; they are lost",
+            items.len()
+        );
     }
 }
 
 /// Publishes announcements that failed before, once the broker is back.
-async fn repost(inst: &mut Instance, retry: &mut RetryQueue, publisher: &mut Option<Box<dyn Publisher>>) {
+async fn repost(
+    inst: &mut Instance,
+    retry: &mut RetryQueue,
+    publisher: &mut Option<Box<dyn Publisher>>,
+) {
     let due = match retry.due(RetryKind::Post, 100) {
         Ok(d) if !d.is_empty() => d,
         _ => return,
@@ -648,8 +743,14 @@ async fn repost(inst: &mut Instance, retry: &mut RetryQueue, publisher: &mut Opt
         *publisher = super::connect_publisher(inst).await;
     }
     let Some(p) = publisher.as_mut() else { return };
-    let msgs: Vec<Outgoing> =
-        due.iter().map(|i| Outgoing { exchange: i.exchange.clone(), topic: i.topic.clone(), body: i.body.clone() }).collect();
+    let msgs: Vec<Outgoing> = due
+        .iter()
+        .map(|i| Outgoing {
+            exchange: i.exchange.clone(),
+            topic: i.topic.clone(),
+            body: i.body.clone(),
+        })
+        .collect();
     match publish_tolerant(p.as_mut(), &msgs).await {
         Ok(n) => {
             inst.metrics.posted += n;
@@ -673,7 +774,9 @@ fn housekeeping(cfg: &Config, retry: &mut RetryQueue, nodupe: &Option<NodupeCach
         match retry.expire(ttl) {
             Ok(gone) => {
                 for it in gone {
-                    let what = Message::from_json(&it.body).map(|m| m.url()).unwrap_or_else(|_| "?".into());
+                    let what = Message::from_json(&it.body)
+                        .map(|m| m.url())
+                        .unwrap_or_else(|_| "?".into());
                     tracing::warn!(
                         "retry_ttl expired after {} attempts: dropping {what} (last error: {})",
                         it.attempts,
@@ -695,7 +798,9 @@ fn adopt_orphans(inst: &Instance, retry: &mut RetryQueue) {
     if inst.files.instance != 1 {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(&inst.files.dir) else { return };
+    let Ok(entries) = std::fs::read_dir(&inst.files.dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(n) = name
@@ -705,7 +810,8 @@ fn adopt_orphans(inst: &Instance, retry: &mut RetryQueue) {
         else {
             continue;
         };
-        let other = crate::state::InstanceFiles::new(&inst.paths, inst.cfg.component, &inst.cfg.name, n);
+        let other =
+            crate::state::InstanceFiles::new(&inst.paths, inst.cfg.component, &inst.cfg.name, n);
         if n > inst.cfg.instances && crate::state::pidfile::read_live(&other.pid_file()).is_none() {
             match retry.adopt(&e.path()) {
                 Ok(k) if k > 0 => tracing::info!("adopted {k} retries of instance {n}"),

@@ -31,10 +31,16 @@ impl Paths {
     /// `PITCHER_STATE_DIR`, else `~/.config/pitcher` and `~/.cache/pitcher`
     /// (honouring `XDG_CONFIG_HOME` / `XDG_CACHE_HOME`).
     pub fn resolve(config_dir: Option<PathBuf>, state_dir: Option<PathBuf>) -> Paths {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
         let pick = |explicit: Option<PathBuf>, var: &str, xdg: &str, fallback: &str| {
             explicit
-                .or_else(|| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from))
+                .or_else(|| {
+                    std::env::var_os(var)
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                })
                 .unwrap_or_else(|| {
                     std::env::var_os(xdg)
                         .filter(|v| !v.is_empty())
@@ -44,14 +50,21 @@ impl Paths {
                 })
         };
         Paths {
-            config_dir: pick(config_dir, "PITCHER_CONFIG_DIR", "XDG_CONFIG_HOME", ".config"),
+            config_dir: pick(
+                config_dir,
+                "PITCHER_CONFIG_DIR",
+                "XDG_CONFIG_HOME",
+                ".config",
+            ),
             state_dir: pick(state_dir, "PITCHER_STATE_DIR", "XDG_CACHE_HOME", ".cache"),
         }
     }
 
     /// `<config_dir>/<component>/<name>.conf`.
     pub fn config_file(&self, component: Component, name: &str) -> PathBuf {
-        self.config_dir.join(component.name()).join(format!("{name}.conf"))
+        self.config_dir
+            .join(component.name())
+            .join(format!("{name}.conf"))
     }
 
     /// `<state_dir>/<component>/<name>/`: everything one config keeps.
@@ -66,7 +79,8 @@ impl Paths {
 
     /// The log of one instance: `<state_dir>/log/<component>_<name>_NN.log`.
     pub fn log_file(&self, component: Component, name: &str, instance: u32) -> PathBuf {
-        self.log_dir().join(format!("{}_{}_{:02}.log", component.name(), name, instance))
+        self.log_dir()
+            .join(format!("{}_{}_{:02}.log", component.name(), name, instance))
     }
 
     /// The embedded broker's database, shared by every config of the user.
@@ -106,8 +120,12 @@ impl InstanceFiles {
     }
 
     fn named(&self, suffix: &str) -> PathBuf {
-        self.dir
-            .join(format!("{}_{}_{:02}.{suffix}", self.component.name(), self.config, self.instance))
+        self.dir.join(format!(
+            "{}_{}_{:02}.{suffix}",
+            self.component.name(),
+            self.config,
+            self.instance
+        ))
     }
 
     /// `<component>_<config>_NN.pid`, as sr3 names it.
@@ -162,9 +180,19 @@ pub fn queue_name(paths: &Paths, cfg: &crate::config::Config) -> std::io::Result
     if let Some(q) = &cfg.queue_name {
         return Ok(q.clone());
     }
-    let user = cfg.broker.as_ref().map(|u| u.username()).filter(|u| !u.is_empty()).unwrap_or("anonymous");
+    let user = cfg
+        .broker
+        .as_ref()
+        .map(|u| u.username())
+        .filter(|u| !u.is_empty())
+        .unwrap_or("anonymous");
     let dir = paths.config_state(cfg.component, &cfg.name);
-    let file = dir.join(format!("{}.{}.{}.qname", cfg.component.name(), cfg.name, user));
+    let file = dir.join(format!(
+        "{}.{}.{}.qname",
+        cfg.component.name(),
+        cfg.name,
+        user
+    ));
     if let Ok(name) = std::fs::read_to_string(&file) {
         if !name.trim().is_empty() {
             return Ok(name.trim().to_string());
@@ -192,13 +220,27 @@ pub fn queue_name(paths: &Paths, cfg: &crate::config::Config) -> std::io::Result
 fn expand_share(share: &str) -> String {
     let user = std::env::var("USER")
         .ok()
-        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
         .unwrap_or_else(|| "user".into());
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "host".into());
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".into());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
         .unwrap_or(0);
-    let rand8 = format!("{:08}", (nanos ^ ((std::process::id() as u64) << 20)) % 100_000_000);
-    share.replace("${USER}", &user).replace("${HOSTNAME}", &host).replace("${RAND8}", &rand8)
+    let rand8 = format!(
+        "{:08}",
+        (nanos ^ ((std::process::id() as u64) << 20)) % 100_000_000
+    );
+    share
+        .replace("${USER}", &user)
+        .replace("${HOSTNAME}", &host)
+        .replace("${RAND8}", &rand8)
 }

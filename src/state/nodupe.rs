@@ -27,14 +27,18 @@ impl NodupeCache {
              PRIMARY KEY (key, path)) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS seen_path ON seen(path);",
         )?;
-        Ok(NodupeCache { conn, ttl: ttl.as_secs_f64() })
+        Ok(NodupeCache {
+            conn,
+            ttl: ttl.as_secs_f64(),
+        })
     }
 
     /// True if (key, path) was recorded within the ttl.
     pub fn is_duplicate(&self, key: &str, path: &str) -> rusqlite::Result<bool> {
         let cutoff = sqlite::now() - self.ttl;
-        let mut stmt =
-            self.conn.prepare_cached("SELECT 1 FROM seen WHERE key = ?1 AND path = ?2 AND at >= ?3")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM seen WHERE key = ?1 AND path = ?2 AND at >= ?3")?;
         stmt.exists(params![key, path, cutoff])
     }
 
@@ -49,7 +53,9 @@ impl NodupeCache {
         let tx = self.conn.transaction()?;
         {
             let mut forget = tx.prepare_cached("DELETE FROM seen WHERE path = ?1")?;
-            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO seen (key, path, at) VALUES (?1, ?2, ?3)")?;
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO seen (key, path, at) VALUES (?1, ?2, ?3)",
+            )?;
             for e in entries {
                 if e.forget_path {
                     forget.execute(params![e.path])?;
@@ -62,7 +68,10 @@ impl NodupeCache {
 
     /// Drops entries past the ttl; returns how many.
     pub fn expire(&self) -> rusqlite::Result<usize> {
-        self.conn.execute("DELETE FROM seen WHERE at < ?1", params![sqlite::now() - self.ttl])
+        self.conn.execute(
+            "DELETE FROM seen WHERE at < ?1",
+            params![sqlite::now() - self.ttl],
+        )
     }
 }
 
@@ -105,7 +114,11 @@ pub fn entry_for(msg: &Message, basis: NodupeBasis) -> NodupeEntry {
         Some(old) => format!("{key},rename,{old}"),
         None => key,
     };
-    NodupeEntry { key, path, forget_path: op.is_some_and(|o| o.remove) }
+    NodupeEntry {
+        key,
+        path,
+        forget_path: op.is_some_and(|o| o.remove),
+    }
 }
 
 #[cfg(test)]
@@ -113,7 +126,11 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, path: &str, forget: bool) -> NodupeEntry {
-        NodupeEntry { key: key.into(), path: path.into(), forget_path: forget }
+        NodupeEntry {
+            key: key.into(),
+            path: path.into(),
+            forget_path: forget,
+        }
     }
 
     #[test]
@@ -123,9 +140,15 @@ mod tests {
         assert!(!c.is_duplicate("sha512,abc", "a/b").unwrap());
         c.record(&[entry("sha512,abc", "a/b", false)]).unwrap();
         assert!(c.is_duplicate("sha512,abc", "a/b").unwrap());
-        assert!(!c.is_duplicate("sha512,abc", "a/c").unwrap(), "same content elsewhere is new");
+        assert!(
+            !c.is_duplicate("sha512,abc", "a/c").unwrap(),
+            "same content elsewhere is new"
+        );
         c.record(&[entry("remove,1", "a/b", true)]).unwrap();
-        assert!(!c.is_duplicate("sha512,abc", "a/b").unwrap(), "re-created after removal");
+        assert!(
+            !c.is_duplicate("sha512,abc", "a/b").unwrap(),
+            "re-created after removal"
+        );
     }
 
     #[test]

@@ -28,14 +28,21 @@ impl PidLock {
         // Lock a fresh file first, then rename it into place: the final
         // path never names an unlocked file of a live process.
         let tmp = dir.join(format!(".pid.{}.tmp", std::process::id()));
-        let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)?;
         file.try_lock().map_err(|e| match e {
             TryLockError::Error(e) => e,
             TryLockError::WouldBlock => io::Error::other("fresh pid file already locked"),
         })?;
         file.write_all(std::process::id().to_string().as_bytes())?;
         std::fs::rename(&tmp, path)?;
-        Ok(Some(PidLock { _file: file, path: path.to_path_buf() }))
+        Ok(Some(PidLock {
+            _file: file,
+            path: path.to_path_buf(),
+        }))
     }
 
     /// The locked file's path.

@@ -51,7 +51,13 @@ pub struct RetryItem {
 
 impl RetryItem {
     /// A new item after its first failure.
-    pub fn new(kind: RetryKind, body: Vec<u8>, exchange: &str, topic: &str, error: &str) -> RetryItem {
+    pub fn new(
+        kind: RetryKind,
+        body: Vec<u8>,
+        exchange: &str,
+        topic: &str,
+        error: &str,
+    ) -> RetryItem {
         RetryItem {
             id: 0,
             kind,
@@ -154,19 +160,29 @@ impl RetryQueue {
     pub fn failed_again(&mut self, id: i64, error: &str) -> rusqlite::Result<()> {
         let attempts: Option<u32> = self
             .conn
-            .query_row("SELECT attempts FROM retry WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT attempts FROM retry WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?;
         let attempts = attempts.unwrap_or(0) + 1;
         self.conn.execute(
             "UPDATE retry SET attempts = ?2, next_try = ?3, last_error = ?4 WHERE id = ?1",
-            params![id, attempts, sqlite::now() + backoff(attempts).as_secs_f64(), error],
+            params![
+                id,
+                attempts,
+                sqlite::now() + backoff(attempts).as_secs_f64(),
+                error
+            ],
         )?;
         Ok(())
     }
 
     /// Items waiting, of both kinds.
     pub fn len(&self) -> rusqlite::Result<u64> {
-        self.conn.query_row("SELECT count(*) FROM retry", [], |r| r.get(0))
+        self.conn
+            .query_row("SELECT count(*) FROM retry", [], |r| r.get(0))
     }
 
     /// True when nothing waits.
@@ -186,7 +202,11 @@ impl RetryQueue {
                 let kind: String = r.get(1)?;
                 Ok(RetryItem {
                     id: r.get(0)?,
-                    kind: if kind == "post" { RetryKind::Post } else { RetryKind::Work },
+                    kind: if kind == "post" {
+                        RetryKind::Post
+                    } else {
+                        RetryKind::Work
+                    },
                     body: r.get(2)?,
                     exchange: r.get(3)?,
                     topic: r.get(4)?,
@@ -208,7 +228,10 @@ impl RetryQueue {
     pub fn adopt(&mut self, other: &Path) -> rusqlite::Result<u64> {
         let n = {
             let tx = self.conn.transaction()?;
-            tx.execute("ATTACH DATABASE ?1 AS other", params![other.to_string_lossy()])?;
+            tx.execute(
+                "ATTACH DATABASE ?1 AS other",
+                params![other.to_string_lossy()],
+            )?;
             let n = tx.execute(
                 "INSERT INTO retry (kind, body, exchange, topic, attempts, first_failed, next_try, last_error)
                  SELECT kind, body, exchange, topic, attempts, first_failed, next_try, last_error FROM other.retry",
@@ -245,9 +268,19 @@ mod tests {
         let p = dir.path().join("r.db");
         {
             let mut q = RetryQueue::open(&p).unwrap();
-            q.push(&[RetryItem::new(RetryKind::Work, b"{}".to_vec(), "xs", "v03", "boom")]).unwrap();
+            q.push(&[RetryItem::new(
+                RetryKind::Work,
+                b"{}".to_vec(),
+                "xs",
+                "v03",
+                "boom",
+            )])
+            .unwrap();
             assert_eq!(q.len().unwrap(), 1);
-            assert!(q.due(RetryKind::Work, 10).unwrap().is_empty(), "not due before its backoff");
+            assert!(
+                q.due(RetryKind::Work, 10).unwrap().is_empty(),
+                "not due before its backoff"
+            );
         }
         let mut q = RetryQueue::open(&p).unwrap();
         assert_eq!(count(&p), 1);
@@ -257,7 +290,10 @@ mod tests {
         assert_eq!(due[0].last_error, "boom");
         assert!(q.due(RetryKind::Post, 10).unwrap().is_empty());
         q.failed_again(due[0].id, "again").unwrap();
-        assert!(q.due(RetryKind::Work, 10).unwrap().is_empty(), "pushed back after a new failure");
+        assert!(
+            q.due(RetryKind::Work, 10).unwrap().is_empty(),
+            "pushed back after a new failure"
+        );
         q.remove(&[due[0].id]).unwrap();
         assert!(q.is_empty().unwrap());
     }
@@ -268,7 +304,11 @@ mod tests {
         let mut q = RetryQueue::open(&dir.path().join("r.db")).unwrap();
         let mut old = RetryItem::new(RetryKind::Post, b"a".to_vec(), "x", "t", "e");
         old.first_failed -= 1000.0;
-        q.push(&[old, RetryItem::new(RetryKind::Post, b"b".to_vec(), "x", "t", "e")]).unwrap();
+        q.push(&[
+            old,
+            RetryItem::new(RetryKind::Post, b"b".to_vec(), "x", "t", "e"),
+        ])
+        .unwrap();
         let gone = q.expire(Duration::from_secs(100)).unwrap();
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].body, b"a");
@@ -281,7 +321,13 @@ mod tests {
         let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
         RetryQueue::open(&b)
             .unwrap()
-            .push(&[RetryItem::new(RetryKind::Work, b"x".to_vec(), "x", "t", "e")])
+            .push(&[RetryItem::new(
+                RetryKind::Work,
+                b"x".to_vec(),
+                "x",
+                "t",
+                "e",
+            )])
             .unwrap();
         let mut q = RetryQueue::open(&a).unwrap();
         assert_eq!(q.adopt(&b).unwrap(), 1);

@@ -37,10 +37,15 @@ pub fn live_instances(paths: &Paths, component: Component, name: &str) -> Vec<(u
     let dir = paths.config_state(component, name);
     let prefix = format!("{}_{}_", component.name(), name);
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
-        let Some(n) = file.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".pid")).and_then(|n| n.parse::<u32>().ok())
+        let Some(n) = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".pid"))
+            .and_then(|n| n.parse::<u32>().ok())
         else {
             continue;
         };
@@ -98,7 +103,9 @@ pub async fn supervise(paths: Paths, mut stop: tokio::sync::watch::Receiver<bool
                     continue;
                 }
             };
-            let live: HashMap<u32, i32> = live_instances(&paths, component, &name).into_iter().collect();
+            let live: HashMap<u32, i32> = live_instances(&paths, component, &name)
+                .into_iter()
+                .collect();
             for n in 1..=cfg.instances {
                 let key = (component, name.clone(), n);
                 let slot = slots.entry(key).or_insert(Slot {
@@ -120,12 +127,17 @@ pub async fn supervise(paths: Paths, mut stop: tokio::sync::watch::Receiver<bool
                 if live.contains_key(&n) || slot.child.is_some() {
                     continue;
                 }
-                if slot.last_start.elapsed() < restart_delay(slot.quick_exits).max(Duration::from_millis(500)) {
+                if slot.last_start.elapsed()
+                    < restart_delay(slot.quick_exits).max(Duration::from_millis(500))
+                {
                     continue;
                 }
                 match spawn_instance(&paths, component, &name, n) {
                     Ok(child) => {
-                        tracing::info!("started {component}/{name} instance {n} (pid {})", child.id());
+                        tracing::info!(
+                            "started {component}/{name} instance {n} (pid {})",
+                            child.id()
+                        );
                         slot.child = Some(child);
                         slot.last_start = Instant::now();
                     }
@@ -133,7 +145,11 @@ pub async fn supervise(paths: Paths, mut stop: tokio::sync::watch::Receiver<bool
                 }
             }
             // Instances above the configured count (scaled down).
-            let extra: Vec<i32> = live.iter().filter(|(n, _)| **n > cfg.instances).map(|(_, p)| *p).collect();
+            let extra: Vec<i32> = live
+                .iter()
+                .filter(|(n, _)| **n > cfg.instances)
+                .map(|(_, p)| *p)
+                .collect();
             if !extra.is_empty() {
                 stop_pids(&extra, Duration::from_secs(10));
             }
@@ -148,7 +164,10 @@ pub async fn supervise(paths: Paths, mut stop: tokio::sync::watch::Receiver<bool
         }
         let _ = tokio::time::timeout(Duration::from_millis(500), stop.changed()).await;
     }
-    let pids: Vec<i32> = slots.values().filter_map(|s| s.child.as_ref().map(|c| c.id() as i32)).collect();
+    let pids: Vec<i32> = slots
+        .values()
+        .filter_map(|s| s.child.as_ref().map(|c| c.id() as i32))
+        .collect();
     tracing::info!("supervisor stopping {} instances", pids.len());
     stop_pids(&pids, Duration::from_secs(15));
     for s in slots.values_mut() {

@@ -14,7 +14,11 @@ fn log_for_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
-    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// This program, with the config and state roots passed on explicitly.
@@ -27,16 +31,27 @@ fn pitcher(paths: &Paths) -> std::io::Result<Command> {
         None => exe,
     };
     let mut cmd = Command::new(exe);
-    cmd.env("PITCHER_CONFIG_DIR", &paths.config_dir).env("PITCHER_STATE_DIR", &paths.state_dir);
+    cmd.env("PITCHER_CONFIG_DIR", &paths.config_dir)
+        .env("PITCHER_STATE_DIR", &paths.state_dir);
     Ok(cmd)
 }
 
 /// Starts instance `n` of `component/name` in its own process group, with
 /// stdin from /dev/null and its output appended to its log.
-pub fn spawn_instance(paths: &Paths, component: Component, name: &str, n: u32) -> std::io::Result<Child> {
+pub fn spawn_instance(
+    paths: &Paths,
+    component: Component,
+    name: &str,
+    n: u32,
+) -> std::io::Result<Child> {
     let log = log_for_append(&paths.log_file(component, name, n))?;
     pitcher(paths)?
-        .args(["instance", "--no", &n.to_string(), &format!("{}/{}", component.name(), name)])
+        .args([
+            "instance",
+            "--no",
+            &n.to_string(),
+            &format!("{}/{}", component.name(), name),
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -77,7 +92,9 @@ pub fn ensure_supervisor(paths: &Paths) -> std::io::Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(std::io::Error::other("the supervisor did not start within 10 s"))
+    Err(std::io::Error::other(
+        "the supervisor did not start within 10 s",
+    ))
 }
 
 fn alive(pid: i32) -> bool {
@@ -87,7 +104,11 @@ fn alive(pid: i32) -> bool {
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 

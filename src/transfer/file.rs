@@ -41,8 +41,12 @@ impl FileTransport {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
 }
 
 fn ignore_missing(r: io::Result<()>) -> io::Result<()> {
@@ -56,7 +60,13 @@ fn ignore_missing(r: io::Result<()>) -> io::Result<()> {
 impl Transport for FileTransport {
     async fn mkdirs(&self, dir: &str, mode: u32) -> io::Result<()> {
         let path = self.local(dir);
-        blocking(move || std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)).await
+        blocking(move || {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(path)
+        })
+        .await
     }
 
     async fn put(&self, local: &Path, remote: &str, mode: PutMode) -> io::Result<u64> {
@@ -67,7 +77,10 @@ impl Transport for FileTransport {
                 // A new inode, never a rewrite of one someone may be reading.
                 ignore_missing(std::fs::remove_file(&dst))?;
             }
-            let mut out = std::fs::File::options().write(true).create_new(true).open(&dst)?;
+            let mut out = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&dst)?;
             let n = io::copy(&mut input, &mut out)?;
             out.sync_all()?;
             Ok(n)
@@ -99,7 +112,12 @@ impl Transport for FileTransport {
         .await
     }
 
-    async fn setstat(&self, path: &str, mode: Option<u32>, times: Option<(SystemTime, SystemTime)>) -> io::Result<()> {
+    async fn setstat(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        times: Option<(SystemTime, SystemTime)>,
+    ) -> io::Result<()> {
         let p = self.local(path);
         blocking(move || {
             if let Some(m) = mode {
@@ -107,7 +125,11 @@ impl Transport for FileTransport {
             }
             if let Some((atime, mtime)) = times {
                 let f = std::fs::File::options().write(true).open(&p)?;
-                f.set_times(std::fs::FileTimes::new().set_accessed(atime).set_modified(mtime))?;
+                f.set_times(
+                    std::fs::FileTimes::new()
+                        .set_accessed(atime)
+                        .set_modified(mtime),
+                )?;
             }
             Ok(())
         })
@@ -117,7 +139,11 @@ impl Transport for FileTransport {
     async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>> {
         let p = self.local(path);
         blocking(move || match std::fs::symlink_metadata(&p) {
-            Ok(m) => Ok(Some(RemoteStat { size: m.len(), is_dir: m.is_dir(), mtime: m.modified().ok() })),
+            Ok(m) => Ok(Some(RemoteStat {
+                size: m.len(),
+                is_dir: m.is_dir(),
+                mtime: m.modified().ok(),
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         })
@@ -154,13 +180,26 @@ mod tests {
         std::fs::write(&src, b"hello").unwrap();
         t.mkdirs("/out/a b", 0o755).await.unwrap();
         std::fs::write(dir.path().join("out/a b/f"), b"old").unwrap();
-        assert_eq!(t.put(&src, "/out/a b/f.tmp", PutMode::CreateNew).await.unwrap(), 5);
-        let busy = t.put(&src, "/out/a b/f.tmp", PutMode::CreateNew).await.unwrap_err();
+        assert_eq!(
+            t.put(&src, "/out/a b/f.tmp", PutMode::CreateNew)
+                .await
+                .unwrap(),
+            5
+        );
+        let busy = t
+            .put(&src, "/out/a b/f.tmp", PutMode::CreateNew)
+            .await
+            .unwrap_err();
         assert_eq!(busy.kind(), io::ErrorKind::AlreadyExists);
         t.rename("/out/a b/f.tmp", "/out/a b/f").await.unwrap();
-        assert_eq!(std::fs::read(dir.path().join("out/a b/f")).unwrap(), b"hello");
+        assert_eq!(
+            std::fs::read(dir.path().join("out/a b/f")).unwrap(),
+            b"hello"
+        );
         let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
-        t.setstat("/out/a b/f", Some(0o600), Some((when, when))).await.unwrap();
+        t.setstat("/out/a b/f", Some(0o600), Some((when, when)))
+            .await
+            .unwrap();
         let m = std::fs::metadata(dir.path().join("out/a b/f")).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o600);
         assert_eq!(m.modified().unwrap(), when);

@@ -51,7 +51,12 @@ pub trait Transport: Send + Sync {
     /// Makes `path` a symbolic link to `target`, replacing what was there.
     async fn symlink(&self, target: &str, path: &str) -> io::Result<()>;
     /// Sets the mode and/or the (atime, mtime) of `path`.
-    async fn setstat(&self, path: &str, mode: Option<u32>, times: Option<(SystemTime, SystemTime)>) -> io::Result<()>;
+    async fn setstat(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        times: Option<(SystemTime, SystemTime)>,
+    ) -> io::Result<()>;
     /// Stats `path` (not following a final symlink); `None` if absent.
     async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>>;
     /// Copies `remote` into the local file `local`; returns the bytes read.

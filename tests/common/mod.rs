@@ -17,9 +17,18 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let root = tempfile::Builder::new().prefix("pitcher-it").tempdir().unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("pitcher-it")
+            .tempdir()
+            .unwrap();
         let r = root.path().to_path_buf();
-        let env = Env { config: r.join("config"), state: r.join("state"), hot: r.join("hot"), dest: r.join("dest"), root };
+        let env = Env {
+            config: r.join("config"),
+            state: r.join("state"),
+            hot: r.join("hot"),
+            dest: r.join("dest"),
+            root,
+        };
         for d in [&env.config, &env.state, &env.hot, &env.dest] {
             std::fs::create_dir_all(d).unwrap();
         }
@@ -53,7 +62,8 @@ impl Env {
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pitcher"));
-        c.env("PITCHER_CONFIG_DIR", &self.config).env("PITCHER_STATE_DIR", &self.state);
+        c.env("PITCHER_CONFIG_DIR", &self.config)
+            .env("PITCHER_STATE_DIR", &self.state);
         c
     }
 
@@ -79,7 +89,11 @@ impl Env {
         let mut out = String::new();
         if let Ok(rd) = std::fs::read_dir(self.state.join("log")) {
             for e in rd.flatten() {
-                out += &format!("==> {} <==\n{}\n", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default());
+                out += &format!(
+                    "==> {} <==\n{}\n",
+                    e.path().display(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                );
             }
         }
         out
@@ -114,7 +128,12 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .flatten()
         .filter(|e| e.file_type().is_file())
         .map(|e| {
-            let rel = e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             (rel, std::fs::read(e.path()).unwrap_or_default())
         })
         .collect()
@@ -138,10 +157,32 @@ pub fn assert_delivered(env: &Env, expected: &BTreeMap<String, Vec<u8>>, limit: 
     let ok = wait_until(limit, || &tree(&env.dest) == expected);
     if !ok {
         let got = tree(&env.dest);
-        let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).take(10).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).take(10).collect();
-        let differ: Vec<_> = expected.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| k).take(10).collect();
-        let tail: String = env.logs().lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        let missing: Vec<_> = expected
+            .keys()
+            .filter(|k| !got.contains_key(*k))
+            .take(10)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .take(10)
+            .collect();
+        let differ: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v))
+            .map(|(k, _)| k)
+            .take(10)
+            .collect();
+        let tail: String = env
+            .logs()
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
         panic!(
             "destination differs after {limit:?}: {} expected, {} present; missing {missing:?}; extra {extra:?}; different {differ:?}\nlogs:\n{tail}",
             expected.len(),

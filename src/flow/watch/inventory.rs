@@ -57,7 +57,11 @@ impl Seen {
         } else {
             Kind::File
         };
-        Seen { kind, size: meta.len(), mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128 }
+        Seen {
+            kind,
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        }
     }
 }
 
@@ -97,12 +101,18 @@ impl Inventory {
 
     /// What was announced at `path`, if anything.
     pub fn get(&self, path: &Path) -> rusqlite::Result<Option<Seen>> {
-        let mut stmt = self.conn.prepare_cached("SELECT kind, size, mtime_ns FROM seen WHERE path = ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kind, size, mtime_ns FROM seen WHERE path = ?1")?;
         let mut rows = stmt.query(params![key(path)])?;
         match rows.next()? {
             Some(r) => {
                 let m: String = r.get(2)?;
-                Ok(Some(Seen { kind: Kind::from_code(r.get(0)?), size: r.get::<_, i64>(1)? as u64, mtime_ns: m.parse().unwrap_or(0) }))
+                Ok(Some(Seen {
+                    kind: Kind::from_code(r.get(0)?),
+                    size: r.get::<_, i64>(1)? as u64,
+                    mtime_ns: m.parse().unwrap_or(0),
+                }))
             }
             None => Ok(None),
         }
@@ -111,7 +121,9 @@ impl Inventory {
     /// Every path announced under `root` (inclusive).
     pub fn under(&self, root: &Path) -> rusqlite::Result<HashMap<PathBuf, Seen>> {
         let mut out = HashMap::new();
-        let mut stmt = self.conn.prepare("SELECT path, kind, size, mtime_ns FROM seen")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, kind, size, mtime_ns FROM seen")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let p: Vec<u8> = r.get(0)?;
@@ -120,7 +132,11 @@ impl Inventory {
                 let m: String = r.get(3)?;
                 out.insert(
                     p,
-                    Seen { kind: Kind::from_code(r.get(1)?), size: r.get::<_, i64>(2)? as u64, mtime_ns: m.parse().unwrap_or(0) },
+                    Seen {
+                        kind: Kind::from_code(r.get(1)?),
+                        size: r.get::<_, i64>(2)? as u64,
+                        mtime_ns: m.parse().unwrap_or(0),
+                    },
                 );
             }
         }
@@ -131,12 +147,20 @@ impl Inventory {
     pub fn apply(&mut self, changes: &[Change]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO seen (path, kind, size, mtime_ns) VALUES (?1, ?2, ?3, ?4)")?;
-            let mut del = tx.prepare_cached("DELETE FROM seen WHERE path = ?1 OR (path > ?2 AND path < ?3)")?;
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO seen (path, kind, size, mtime_ns) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut del =
+                tx.prepare_cached("DELETE FROM seen WHERE path = ?1 OR (path > ?2 AND path < ?3)")?;
             for c in changes {
                 match c {
                     Change::Put(p, s) => {
-                        put.execute(params![key(p), s.kind.code(), s.size as i64, s.mtime_ns.to_string()])?;
+                        put.execute(params![
+                            key(p),
+                            s.kind.code(),
+                            s.size as i64,
+                            s.mtime_ns.to_string()
+                        ])?;
                     }
                     Change::Remove(p) => {
                         // Children sort between "p/" and "p0" ('0' follows '/').
@@ -161,8 +185,16 @@ mod tests {
     fn removing_a_directory_forgets_its_subtree_only() {
         let dir = tempfile::tempdir().unwrap();
         let mut inv = Inventory::open(&dir.path().join("i.db")).unwrap();
-        let s = Seen { kind: Kind::File, size: 1, mtime_ns: 5 };
-        let d = Seen { kind: Kind::Dir, size: 0, mtime_ns: 5 };
+        let s = Seen {
+            kind: Kind::File,
+            size: 1,
+            mtime_ns: 5,
+        };
+        let d = Seen {
+            kind: Kind::Dir,
+            size: 0,
+            mtime_ns: 5,
+        };
         inv.apply(&[
             Change::Put("/h/a".into(), d),
             Change::Put("/h/a/x".into(), s),

@@ -32,28 +32,46 @@ struct Pending {
 pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
     let cfg = inst.cfg.clone();
     anyhow::ensure!(!cfg.paths.is_empty(), "a watch needs at least one `path`");
-    let base_url = cfg.post_base_url.clone().context("a watch needs post_baseUrl")?;
+    let base_url = cfg
+        .post_base_url
+        .clone()
+        .context("a watch needs post_baseUrl")?;
     let roots: Vec<PathBuf> = cfg.paths.iter().map(PathBuf::from).collect();
     for r in &roots {
         while !r.is_dir() {
-            tracing::error!("watched path {} is not a directory (yet); waiting for it", r.display());
+            tracing::error!(
+                "watched path {} is not a directory (yet); waiting for it",
+                r.display()
+            );
             if inst.pause(Duration::from_secs(5)).await {
                 return Ok(());
             }
         }
     }
     let state_dir = inst.paths.config_state(cfg.component, &cfg.name);
-    let mut inventory = Inventory::open(&state_dir.join("inventory.db")).context("opening the watch inventory")?;
+    let mut inventory =
+        Inventory::open(&state_dir.join("inventory.db")).context("opening the watch inventory")?;
     let mut nodupe = if cfg.nodupe_ttl.is_zero() {
         None
     } else {
-        Some(NodupeCache::open(&crate::state::nodupe_db(&state_dir), cfg.nodupe_ttl)?)
+        Some(NodupeCache::open(
+            &crate::state::nodupe_db(&state_dir),
+            cfg.nodupe_ttl,
+        )?)
     };
     let mut watcher = TreeWatcher::new(&roots, cfg.recursive).context("starting inotify")?;
-    let ann = Announcer { cfg: &cfg, base_url: &base_url };
+    let ann = Announcer {
+        cfg: &cfg,
+        base_url: &base_url,
+    };
     let mut pending: Vec<Pending> = Vec::new();
     pending.extend(ann.reconcile(&roots, &watcher.scan(), &inventory));
-    tracing::info!("watch {} started on {}: {} to announce from the start-up scan", cfg.name, join_paths(&roots), pending.len());
+    tracing::info!(
+        "watch {} started on {}: {} to announce from the start-up scan",
+        cfg.name,
+        join_paths(&roots),
+        pending.len()
+    );
     let mut publisher = crate::flow::connect_publisher(&mut inst).await;
     let mut delay = Duration::from_millis(200);
     let mut said_unroutable = false;
@@ -81,7 +99,10 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
                         }
                     }
                     Err(e) => {
-                        tracing::error!("publishing {} announcements failed: {e}; will retry", pending.len());
+                        tracing::error!(
+                            "publishing {} announcements failed: {e}; will retry",
+                            pending.len()
+                        );
                         publisher = None;
                     }
                 }
@@ -89,7 +110,11 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
         }
         inst.metrics.connected = publisher.is_some();
         inst.save_metrics(false);
-        let wait = if pending.is_empty() { Duration::from_millis(500) } else { delay };
+        let wait = if pending.is_empty() {
+            Duration::from_millis(500)
+        } else {
+            delay
+        };
         if !pending.is_empty() {
             delay = (delay * 2).min(Duration::from_secs(10));
         }
@@ -112,14 +137,20 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
         }
     }
     if !pending.is_empty() {
-        tracing::warn!("stopping with {} announcements unpublished: they will be found again at start", pending.len());
+        tracing::warn!(
+            "stopping with {} announcements unpublished: they will be found again at start",
+            pending.len()
+        );
     }
     inst.save_metrics(true);
     Ok(())
 }
 
 fn join_paths(p: &[PathBuf]) -> String {
-    p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    p.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Publishes all pending announcements that pass the masks and nodupe, then
@@ -152,7 +183,10 @@ async fn publish(
     for chunk in out.chunks(cfg.batch.max(1) * 4) {
         p.publish(chunk).await?;
     }
-    let changes: Vec<Change> = pending.iter().flat_map(|p| p.changes.iter().cloned()).collect();
+    let changes: Vec<Change> = pending
+        .iter()
+        .flat_map(|p| p.changes.iter().cloned())
+        .collect();
     if let Err(e) = inventory.apply(&changes) {
         tracing::error!("watch inventory: {e}");
     }
@@ -185,8 +219,15 @@ impl Announcer<'_> {
     /// The relPath of a local path: relative to post_baseDir, else the
     /// absolute path without its leading `/`.
     fn rel_path(&self, p: &Path) -> Result<String, String> {
-        let text = p.to_str().ok_or_else(|| format!("skipped {}: the name is not valid UTF-8", p.display()))?;
-        if let Some(base) = self.cfg.post_base_dir.as_deref().filter(|b| !b.is_empty() && *b != "/") {
+        let text = p
+            .to_str()
+            .ok_or_else(|| format!("skipped {}: the name is not valid UTF-8", p.display()))?;
+        if let Some(base) = self
+            .cfg
+            .post_base_dir
+            .as_deref()
+            .filter(|b| !b.is_empty() && *b != "/")
+        {
             if let Some(rest) = text.strip_prefix(base.trim_end_matches('/')) {
                 if rest.starts_with('/') || rest.is_empty() {
                     return Ok(rest.trim_start_matches('/').to_string());
@@ -212,7 +253,12 @@ impl Announcer<'_> {
     /// The announcement of what is at `p` now (file, link or directory);
     /// `None` when it vanished, is unchanged since announced (when
     /// `use_inventory`), is rejected, or its kind of event is off.
-    fn present(&self, p: &Path, inventory: &Inventory, use_inventory: bool) -> Result<Option<Pending>, String> {
+    fn present(
+        &self,
+        p: &Path,
+        inventory: &Inventory,
+        use_inventory: bool,
+    ) -> Result<Option<Pending>, String> {
         let meta = match std::fs::symlink_metadata(p) {
             Ok(m) => m,
             Err(_) => return Ok(None),
@@ -232,31 +278,49 @@ impl Announcer<'_> {
                 Message::for_mkdir(self.base_url, &rel, meta.permissions().mode() & 0o7777)
             }
             Kind::Link if ev.link => {
-                let target = std::fs::read_link(p).map_err(|e| format!("readlink {}: {e}", p.display()))?;
-                let target = target.to_str().ok_or_else(|| format!("skipped link {}: target not UTF-8", p.display()))?;
+                let target =
+                    std::fs::read_link(p).map_err(|e| format!("readlink {}: {e}", p.display()))?;
+                let target = target
+                    .to_str()
+                    .ok_or_else(|| format!("skipped link {}: target not UTF-8", p.display()))?;
                 Message::for_link(self.base_url, &rel, target)
             }
-            Kind::File if ev.create || ev.modify => match Message::for_file(self.base_url, &rel, p, &self.options()) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(format!("skipped {}: cannot read it: {e}", p.display())),
-            },
+            Kind::File if ev.create || ev.modify => {
+                match Message::for_file(self.base_url, &rel, p, &self.options()) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(format!("skipped {}: cannot read it: {e}", p.display())),
+                }
+            }
             _ => return Ok(None),
         };
         if !self.accepted(&msg) {
             return Ok(None);
         }
-        Ok(Some(Pending { msg, changes: vec![Change::Put(p.to_path_buf(), seen)] }))
+        Ok(Some(Pending {
+            msg,
+            changes: vec![Change::Put(p.to_path_buf(), seen)],
+        }))
     }
 
     /// The announcements that `p` is gone: for a directory, first every
     /// announced path below it not yet announced gone (a tree moved out of
     /// the watch gives one event for its top only), deepest first.
-    fn gone(&self, p: &Path, was_dir: bool, inv: &Inventory, removed: &mut HashSet<PathBuf>) -> Result<Vec<Pending>, String> {
+    fn gone(
+        &self,
+        p: &Path,
+        was_dir: bool,
+        inv: &Inventory,
+        removed: &mut HashSet<PathBuf>,
+    ) -> Result<Vec<Pending>, String> {
         let mut out = Vec::new();
         if was_dir {
-            let mut below: Vec<(PathBuf, Seen)> =
-                inv.under(p).map_err(|e| e.to_string())?.into_iter().filter(|(q, _)| q != p && !removed.contains(q)).collect();
+            let mut below: Vec<(PathBuf, Seen)> = inv
+                .under(p)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|(q, _)| q != p && !removed.contains(q))
+                .collect();
             below.sort_by(|a, b| b.0.cmp(&a.0));
             for (q, s) in below {
                 out.extend(self.gone_one(&q, s.kind == Kind::Dir, removed)?);
@@ -266,7 +330,12 @@ impl Announcer<'_> {
         Ok(out)
     }
 
-    fn gone_one(&self, p: &Path, was_dir: bool, removed: &mut HashSet<PathBuf>) -> Result<Option<Pending>, String> {
+    fn gone_one(
+        &self,
+        p: &Path,
+        was_dir: bool,
+        removed: &mut HashSet<PathBuf>,
+    ) -> Result<Option<Pending>, String> {
         removed.insert(p.to_path_buf());
         let rel = self.rel_path(p)?;
         let ev = &self.cfg.file_events;
@@ -275,18 +344,28 @@ impl Announcer<'_> {
             false if ev.delete => Message::for_remove(self.base_url, &rel),
             _ => return Ok(None),
         };
-        Ok(self.accepted(&msg).then_some(Pending { msg, changes: vec![Change::Remove(p.to_path_buf())] }))
+        Ok(self.accepted(&msg).then_some(Pending {
+            msg,
+            changes: vec![Change::Remove(p.to_path_buf())],
+        }))
     }
 
     /// Announcements for one event.
-    fn event(&self, ev: FsEvent, inv: &Inventory, removed: &mut HashSet<PathBuf>) -> Result<Vec<Pending>, String> {
+    fn event(
+        &self,
+        ev: FsEvent,
+        inv: &Inventory,
+        removed: &mut HashSet<PathBuf>,
+    ) -> Result<Vec<Pending>, String> {
         Ok(match ev {
             FsEvent::File(p) | FsEvent::Link(p) | FsEvent::Dir(p) => {
                 removed.remove(&p);
                 self.present(&p, inv, true)?.into_iter().collect()
             }
             FsEvent::Removed { path, was_dir } => self.gone(&path, was_dir, inv, removed)?,
-            FsEvent::Renamed { from, to, is_dir } => self.renamed(&from, &to, is_dir, inv, removed)?,
+            FsEvent::Renamed { from, to, is_dir } => {
+                self.renamed(&from, &to, is_dir, inv, removed)?
+            }
         })
     }
 
@@ -295,7 +374,14 @@ impl Announcer<'_> {
     /// destination renames instead of copying again); otherwise (e.g.
     /// `x.tmp` → `x`) it is announced as a new file. When nothing at the
     /// new name is accepted (`x` → `x.tmp`), the old one is announced gone.
-    fn renamed(&self, from: &Path, to: &Path, is_dir: bool, inv: &Inventory, removed: &mut HashSet<PathBuf>) -> Result<Vec<Pending>, String> {
+    fn renamed(
+        &self,
+        from: &Path,
+        to: &Path,
+        is_dir: bool,
+        inv: &Inventory,
+        removed: &mut HashSet<PathBuf>,
+    ) -> Result<Vec<Pending>, String> {
         let known = inv.under(from).map_err(|e| e.to_string())?;
         let mut targets = vec![(from.to_path_buf(), to.to_path_buf())];
         if is_dir {
@@ -308,7 +394,9 @@ impl Announcer<'_> {
         let mut out: Vec<Pending> = Vec::new();
         for (old, new) in targets {
             removed.remove(&new);
-            let Some(mut item) = self.present(&new, inv, false)? else { continue };
+            let Some(mut item) = self.present(&new, inv, false)? else {
+                continue;
+            };
             if let (true, Some(old_text)) = (known.contains_key(&old), old.to_str()) {
                 item.msg = item.msg.with_rename(old_text.to_string());
             }
