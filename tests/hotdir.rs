@@ -270,3 +270,99 @@ fn a_malformed_message_is_set_aside_and_the_flow_goes_on() {
     .unwrap_or(false)));
     assert!(env.logs().contains("malformed message set aside"));
 }
+
+#[test]
+fn failed_sends_wait_in_the_retry_queue_across_a_restart_then_arrive() {
+    let env = Env::new();
+    env.hot_directory(1, "");
+    // A regular file where a destination directory must go: mkdir fails
+    // (ENOTDIR), even for root.
+    std::fs::write(env.dest.join("blocked"), b"in the way").unwrap();
+    env.ok(&["start"]);
+    std::fs::create_dir_all(env.hot.join("blocked")).unwrap();
+    let mut expected = BTreeMap::new();
+    for i in 0..20 {
+        let c = content(i, 333);
+        std::fs::write(env.hot.join(format!("blocked/r_{i:02}")), &c).unwrap();
+        expected.insert(format!("blocked/r_{i:02}"), c);
+    }
+    assert!(
+        wait_until(LIMIT, || env.logs().matches("queued for retry").count()
+            >= 20),
+        "sends did not fail into the retry queue: {}",
+        env.logs()
+    );
+    let retry = |env: &Env| -> u64 {
+        let out = env.ok(&["status", "--json", "sender/hot"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0]["retry"].as_u64().unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || retry(&env) >= 20),
+        "status shows no retries"
+    );
+    env.ok(&["stop"]);
+    assert!(retry(&env) >= 20, "retries did not survive the stop");
+    std::fs::remove_file(env.dest.join("blocked")).unwrap();
+    env.ok(&["start"]);
+    assert_delivered(&env, &expected, LIMIT);
+    assert!(
+        wait_until(Duration::from_secs(10), || retry(&env) == 0),
+        "retry queue not drained"
+    );
+}
+
+#[test]
+fn the_sender_announces_what_it_delivered_with_post_baseurl_and_post_basedir() {
+    use pitcher::broker::{Binding, Consumer, QueueSpec};
+    let env = Env::new();
+    let extra = format!(
+        "post_broker local:\npost_exchange xs_it_out\npost_baseUrl sftp://pas037@hpfx/on_hpfx\npost_baseDir {}\n",
+        env.dest.display()
+    );
+    env.hot_directory(1, &extra);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = env.state.join("local/broker.db");
+    let mut c = pitcher::broker::local::open_consumer(&db, "q_test.out").unwrap();
+    rt.block_on(c.declare_queue(&QueueSpec {
+        name: "q_test.out".into(),
+        bindings: vec![Binding {
+            exchange: "xs_it_out".into(),
+            topic: "v03.#".into(),
+        }],
+        durable: true,
+        expire: None,
+        message_ttl: None,
+        prefetch: 100,
+    }))
+    .unwrap();
+    env.ok(&["start"]);
+    std::fs::create_dir_all(env.hot.join("cap/sub dir")).unwrap();
+    std::fs::write(env.hot.join("cap/sub dir/hello world.txt"), b"hello\n").unwrap();
+    let mut got = Vec::new();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < LIMIT
+        && !got
+            .iter()
+            .any(|m: &pitcher::message::Message| m.rel_path.ends_with("hello world.txt"))
+    {
+        for d in rt.block_on(c.get(10, Duration::from_millis(500))).unwrap() {
+            got.push(pitcher::message::Message::from_json(&d.body).unwrap());
+            rt.block_on(c.ack(&[d.id])).unwrap();
+        }
+    }
+    let m = got
+        .iter()
+        .find(|m| m.rel_path == "cap/sub dir/hello world.txt")
+        .unwrap_or_else(|| panic!("no announcement: {got:?}"));
+    assert_eq!(m.base_url, "sftp://pas037@hpfx/on_hpfx");
+    assert_eq!(m.size, Some(6));
+    assert_eq!(
+        m.identity.as_ref().map(|i| i.method.as_str()),
+        Some("sha512")
+    );
+    assert_eq!(m.topic("v03"), "v03.cap.sub dir");
+}

@@ -271,7 +271,7 @@ fn place(
         .file_op
         .as_ref()
         .and_then(|o| o.rename.as_deref())
-        .and_then(|old| filter::rel_of_local(cfg, msg, old).or_else(|| Some(old.to_string())))
+        .and_then(|old| filter::rel_of_local(cfg, msg, old))
         .and_then(|rel| filter::destination(cfg, &placement, &rel).ok())
         .map(|d| d.path());
     Ok(Some((dest, old_dest)))
