@@ -366,3 +366,78 @@ fn the_sender_announces_what_it_delivered_with_post_baseurl_and_post_basedir() {
     );
     assert_eq!(m.topic("v03"), "v03.cap.sub dir");
 }
+
+#[test]
+fn mode_and_mtime_are_kept_and_file_events_can_stop_deletes() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.hot_directory(1, "fileEvents -delete,rmdir\n");
+    env.ok(&["start"]);
+    let p = env.hot.join("kept.txt");
+    std::fs::write(&p, b"keep me").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    // Touching the mtime is not a close-after-write: rewrite to announce it.
+    std::fs::write(env.hot.join("trigger"), b"x").unwrap();
+    let d = env.dest.join("kept.txt");
+    assert!(
+        wait_until(LIMIT, || d.exists() && env.dest.join("trigger").exists()),
+        "{}",
+        env.logs()
+    );
+    let m = std::fs::metadata(&d).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o640);
+    std::fs::remove_file(&p).unwrap();
+    std::fs::write(env.hot.join("after-delete"), b"y").unwrap();
+    assert!(wait_until(LIMIT, || env.dest.join("after-delete").exists()));
+    assert!(
+        d.exists(),
+        "a delete propagated although fileEvents excludes it"
+    );
+    assert!(env.logs().contains("delete not in fileEvents"));
+}
+
+#[test]
+fn mtime_is_copied_with_time_copy() {
+    let env = Env::new();
+    env.hot_directory(1, "");
+    env.ok(&["start"]);
+    let src = env.root.path().join("old.txt");
+    std::fs::write(&src, b"old content").unwrap();
+    let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    // Moved in: the file arrives complete with its old mtime.
+    std::fs::rename(&src, env.hot.join("old.txt")).unwrap();
+    let d = env.dest.join("old.txt");
+    assert!(wait_until(LIMIT, || d.exists()), "{}", env.logs());
+    assert_eq!(std::fs::metadata(&d).unwrap().modified().unwrap(), when);
+}
+
+#[test]
+fn list_and_show_name_the_configs_and_hide_passwords() {
+    let env = Env::new();
+    env.hot_directory(1, "");
+    env.write_config("credentials.conf", "amqp://bob:s3cret@broker.example/\n");
+    env.write_config(
+        "subscribe/in.conf",
+        "broker amqp://bob@broker.example/\nexchange xs_bob\ndirectory /tmp/in\n",
+    );
+    let list = env.ok(&["list"]);
+    for c in ["sender/hot", "watch/hot", "subscribe/in"] {
+        assert!(list.contains(c), "{list}");
+    }
+    let show = env.ok(&["show", "subscribe/in"]);
+    assert!(show.contains("broker.example"), "{show}");
+    assert!(!show.contains("s3cret"), "password shown: {show}");
+}
