@@ -441,3 +441,42 @@ fn list_and_show_name_the_configs_and_hide_passwords() {
     assert!(show.contains("broker.example"), "{show}");
     assert!(!show.contains("s3cret"), "password shown: {show}");
 }
+
+#[test]
+fn post_announces_named_files_by_absolute_path_for_a_sender() {
+    // The tutorial's "Do I need to copy files into a hot directory?".
+    let env = Env::new();
+    env.write_config(
+        "post/queue_for_hpfx.conf",
+        "post_broker local:\npost_exchange xs_it_queue\npost_baseUrl file:\nnodupe_ttl on\nreject .*\\.tmp$\naccept .*\n",
+    );
+    env.write_config(
+        "sender/queue_for_hpfx.conf",
+        &format!(
+            "broker local:\nexchange xs_it_queue\nsendTo file:\ndirectory {}\ninflight .tmp\nreject .*\\.tmp$\naccept .*\n",
+            env.dest.display()
+        ),
+    );
+    env.ok(&["start", "sender/queue_for_hpfx"]);
+    let elsewhere = env.root.path().join("elsewhere/sub");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("1stfile"), b"lala\n").unwrap();
+    std::fs::write(elsewhere.join("2nd.tmp"), b"rejected\n").unwrap();
+    let out = env.ok(&[
+        "post",
+        "-c",
+        "queue_for_hpfx",
+        "-p",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert!(out.contains("posted 1 "), "{out}");
+    let rel = elsewhere
+        .join("1stfile")
+        .to_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
+    let mut expected = BTreeMap::new();
+    expected.insert(rel, b"lala\n".to_vec());
+    assert_delivered(&env, &expected, LIMIT);
+}

@@ -8,6 +8,7 @@ mod demo;
 mod foreground;
 mod list;
 mod logging;
+mod post;
 mod show;
 mod start;
 mod status;
@@ -60,6 +61,8 @@ enum Verb {
     Declare { configs: Vec<String> },
     /// Remove a stopped config's queue and state.
     Cleanup { configs: Vec<String> },
+    /// Announce files once and exit (sr3_post): `pitcher post -c cfg -p files…`.
+    Post(post::PostArgs),
     /// Set up a hot directory on the embedded broker and show files arriving.
     Demo(demo::DemoArgs),
     /// (internal) Run one instance of a config.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Verb::Show { configs } => show::run(&paths, &configs),
         Verb::Declare { configs } => declare::run(&paths, &configs),
         Verb::Cleanup { configs } => cleanup::run(&paths, &configs),
+        Verb::Post(args) => post::run(&paths, args),
         Verb::Demo(args) => demo::run(&paths, args),
         Verb::Instance { no, config } => foreground::instance(&paths, &config, no),
         Verb::Supervise => foreground::supervise(&paths),

@@ -211,6 +211,28 @@ pub fn announced_rel_path(cfg: &Config, dest_path: &str) -> String {
     rel.trim_start_matches('/').to_string()
 }
 
+/// The relPath announced for a local file: relative to `post_baseDir`
+/// when the file lies under it, else its absolute path without the leading
+/// `/` (sr3's rule for `post_baseUrl file:`). Non-UTF-8 names cannot be
+/// carried by a v03 message: an error naming the file.
+pub fn rel_path_of_local(cfg: &Config, p: &std::path::Path) -> Result<String, String> {
+    let text = p
+        .to_str()
+        .ok_or_else(|| format!("skipped {}: the name is not valid UTF-8", p.display()))?;
+    if let Some(base) = cfg
+        .post_base_dir
+        .as_deref()
+        .filter(|b| !b.is_empty() && *b != "/")
+    {
+        if let Some(rest) = text.strip_prefix(base.trim_end_matches('/')) {
+            if rest.starts_with('/') || rest.is_empty() {
+                return Ok(rest.trim_start_matches('/').to_string());
+            }
+        }
+    }
+    Ok(text.trim_start_matches('/').to_string())
+}
+
 fn url_path(u: &str) -> Option<String> {
     if let Some(rest) = u.strip_prefix("file:") {
         return Some(rest.trim_start_matches("//").to_string());

@@ -12,6 +12,7 @@
 //! files, its counters and the stop signal.
 
 pub mod filter;
+pub mod post;
 pub mod sender;
 pub mod watch;
 

@@ -216,25 +216,8 @@ struct Announcer<'a> {
 }
 
 impl Announcer<'_> {
-    /// The relPath of a local path: relative to post_baseDir, else the
-    /// absolute path without its leading `/`.
     fn rel_path(&self, p: &Path) -> Result<String, String> {
-        let text = p
-            .to_str()
-            .ok_or_else(|| format!("skipped {}: the name is not valid UTF-8", p.display()))?;
-        if let Some(base) = self
-            .cfg
-            .post_base_dir
-            .as_deref()
-            .filter(|b| !b.is_empty() && *b != "/")
-        {
-            if let Some(rest) = text.strip_prefix(base.trim_end_matches('/')) {
-                if rest.starts_with('/') || rest.is_empty() {
-                    return Ok(rest.trim_start_matches('/').to_string());
-                }
-            }
-        }
-        Ok(text.trim_start_matches('/').to_string())
+        filter::rel_path_of_local(self.cfg, p)
     }
 
     fn accepted(&self, msg: &Message) -> bool {
