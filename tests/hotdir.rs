@@ -480,3 +480,42 @@ fn post_announces_named_files_by_absolute_path_for_a_sender() {
     expected.insert(rel, b"lala\n".to_vec());
     assert_delivered(&env, &expected, LIMIT);
 }
+
+#[test]
+fn a_subscriber_pulls_what_the_sender_announced_onward() {
+    let env = Env::new();
+    let dest2 = env.root.path().join("second-cluster");
+    let extra = format!(
+        "post_broker local:\npost_exchange xs_it_onward\npost_baseUrl file:{d}\npost_baseDir {d}\n",
+        d = env.dest.display()
+    );
+    env.hot_directory(2, &extra);
+    env.write_config(
+        "subscribe/onward.conf",
+        &format!("broker local:\nexchange xs_it_onward\ndirectory {}\nmirror on\ninflight .tmp\naccept .*\n", dest2.display()),
+    );
+    env.ok(&["start"]);
+    let mut expected = BTreeMap::new();
+    for i in 0..50 {
+        let rel = format!("s{}/f_{i:02}", i % 3);
+        std::fs::create_dir_all(env.hot.join(format!("s{}", i % 3))).unwrap();
+        let c = content(i, 1000 + i);
+        std::fs::write(env.hot.join(&rel), &c).unwrap();
+        expected.insert(rel, c);
+    }
+    assert_delivered(&env, &expected, LIMIT);
+    let ok = wait_until(LIMIT, || tree(&dest2) == expected);
+    assert!(
+        ok,
+        "the subscriber got {} of {}: {}",
+        tree(&dest2).len(),
+        expected.len(),
+        env.logs()
+    );
+    // A removal flows onward too.
+    std::fs::remove_file(env.hot.join("s0/f_00")).unwrap();
+    assert!(
+        wait_until(LIMIT, || !dest2.join("s0/f_00").exists()),
+        "removal not applied onward"
+    );
+}

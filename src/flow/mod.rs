@@ -4,16 +4,22 @@
 //! nodupe → work → post → ack. A message is acknowledged only once its work
 //! is done, or it is safely in the on-disk retry queue.
 //!
-//! * [`sender`]: consumes a queue and sends files with a transport.
-//! * [`watch`]: turns file system events into announcements.
+//! * [`consume`]: the loop shared by sender and subscribe (gather, filter,
+//!   nodupe, work, post, ack, retry); [`deliver`]: its work phase.
+//! * [`sender`]: sends files with a transport; [`subscribe`]: downloads.
+//! * [`watch`]: turns file system events into announcements; [`post`]:
+//!   announces named files once.
 //! * [`filter`]: masks and destinations, shared by all.
 //!
 //! [`Instance`] holds what every component needs: its config, its state
 //! files, its counters and the stop signal.
 
+pub mod consume;
+pub mod deliver;
 pub mod filter;
 pub mod post;
 pub mod sender;
+pub mod subscribe;
 pub mod watch;
 
 use crate::broker::{self, BrokerError, Outgoing, Publisher};
@@ -108,6 +114,7 @@ pub async fn run(inst: Instance) -> anyhow::Result<()> {
     use crate::config::Component;
     match inst.cfg.component {
         Component::Sender => sender::run(inst).await,
+        Component::Subscribe => subscribe::run(inst).await,
         Component::Watch => watch::run::run(inst).await,
         other => anyhow::bail!("component {other} is not implemented by pitcher yet"),
     }

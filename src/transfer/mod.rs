@@ -13,8 +13,8 @@ pub mod file;
 
 use async_trait::async_trait;
 use std::io;
-use std::path::Path;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// What a stat of a remote path tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,10 +61,45 @@ pub trait Transport: Send + Sync {
     async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>>;
     /// Copies `remote` into the local file `local`; returns the bytes read.
     async fn get(&self, remote: &str, local: &Path) -> io::Result<u64>;
+    /// Copies a large local file to `remote` (replacing it) with the
+    /// accelerator command (`accelScpCommand`) where the transport has one.
+    async fn put_large(&self, local: &Path, remote: &str, accel_command: &str) -> io::Result<u64> {
+        let _ = accel_command;
+        self.put(local, remote, PutMode::Replace).await
+    }
 }
 
-/// The transport for a `sendTo` URL.
+/// How transports reach their servers.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// The ssh_config file given to ssh with `-F` (`sshConfig`, or
+    /// `PITCHER_SSH_CONFIG`); ssh's own lookup when `None`.
+    pub ssh_config: Option<PathBuf>,
+    /// How long one operation may take.
+    pub timeout: Duration,
+    /// The key file from credentials.conf, if any.
+    pub ssh_keyfile: Option<PathBuf>,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            ssh_config: std::env::var_os("PITCHER_SSH_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            timeout: Duration::from_secs(300),
+            ssh_keyfile: None,
+        }
+    }
+}
+
+/// The transport for a `sendTo` URL, with default options.
 pub fn for_url(send_to: &str) -> io::Result<Box<dyn Transport>> {
+    for_url_with(send_to, &TransportOptions::default())
+}
+
+/// The transport for a `sendTo` (or baseUrl) URL.
+pub fn for_url_with(send_to: &str, _opts: &TransportOptions) -> io::Result<Box<dyn Transport>> {
     let scheme = send_to.split(':').next().unwrap_or("");
     match scheme {
         "file" => Ok(Box::new(file::FileTransport::new(file::root_of(send_to)))),

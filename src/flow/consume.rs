@@ -1,0 +1,648 @@
+//! The consuming flow shared by the sender and subscribe: take
+//! announcements from a queue, do each one's work at the destination
+//! ([`super::deliver`]), announce what was done on `post_broker`, and only
+//! then acknowledge.
+//!
+//! Work that fails goes to the instance's on-disk retry queue before its
+//! message is acked; it comes back with a growing backoff, beside new work
+//! (never starving it). Within one batch, plain files to different paths
+//! move concurrently (the transport pipelines them); a batch holding
+//! renames, removals or links runs in order, so `a.tmp → a → b` lands as it
+//! happened.
+
+use super::deliver::{deliver, Direction, Outcome};
+use super::filter::{self, Destination};
+use super::{now_epoch, Instance};
+use crate::broker::{self, BrokerError, Consumer, Delivery, Outgoing, Publisher, QueueSpec};
+use crate::config::Config;
+use crate::message::Message;
+use crate::state::nodupe::{self, NodupeCache, NodupeEntry};
+use crate::state::retry::{RetryItem, RetryKind, RetryQueue};
+use crate::transfer::Transport;
+use anyhow::Context;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How many files one instance moves at once.
+const CONCURRENCY: usize = 32;
+
+/// Where a piece of work came from, to finish it the right way.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    Delivery(u64),
+    Retry(i64),
+}
+
+/// One accepted message with its destination.
+#[derive(Debug, Clone)]
+struct Work {
+    origin: Origin,
+    msg: Message,
+    body: Vec<u8>,
+    exchange: String,
+    topic: String,
+    dest: Destination,
+    /// For a rename: the old name's destination, when it maps to one.
+    old_dest: Option<String>,
+}
+
+/// Runs a consuming instance (sender or subscribe) until it is asked to
+/// stop: `transport` reaches the destination; `direction` says where files
+/// come from.
+pub async fn run(
+    mut inst: Instance,
+    transport: Arc<dyn Transport>,
+    direction: Direction,
+) -> anyhow::Result<()> {
+    let cfg = Arc::new(inst.cfg.clone());
+    let broker_url = cfg
+        .broker
+        .clone()
+        .context("a consuming component needs broker")?;
+    let direction = Arc::new(direction);
+    let component = cfg.component;
+    let mut retry = RetryQueue::open(&inst.files.retry_db()).context("opening the retry queue")?;
+    adopt_orphans(&inst, &mut retry);
+    let mut nodupe = if cfg.nodupe_ttl.is_zero() {
+        None
+    } else {
+        let dir = inst.paths.config_state(cfg.component, &cfg.name);
+        Some(NodupeCache::open(
+            &crate::state::nodupe_db(&dir),
+            cfg.nodupe_ttl,
+        )?)
+    };
+    let spec = QueueSpec {
+        name: crate::state::queue_name(&inst.paths, &cfg)?,
+        bindings: cfg.bindings.clone(),
+        durable: cfg.durable,
+        expire: cfg.expire,
+        message_ttl: cfg.message_age_max,
+        prefetch: cfg.prefetch.max(cfg.batch as u32),
+    };
+    tracing::info!(
+        "{component} {} instance {} starting: queue {}",
+        cfg.name,
+        inst.files.instance,
+        spec.name
+    );
+    let Some(mut consumer) = connect_consumer(&mut inst, &broker_url, &spec).await else {
+        return Ok(());
+    };
+    let mut publisher = super::connect_publisher(&mut inst).await;
+    let mut last_housekeeping = Instant::now();
+    inst.metrics.retry = retry.len().unwrap_or(0);
+    inst.save_metrics(true);
+
+    while !inst.stopping() {
+        let deliveries = match consumer.get(cfg.batch, Duration::from_millis(500)).await {
+            Ok(d) => d,
+            Err(e) => {
+                inst.metrics.connected = false;
+                tracing::error!("receiving from queue {}: {e}; reconnecting", spec.name);
+                match connect_consumer(&mut inst, &broker_url, &spec).await {
+                    Some(c) => consumer = c,
+                    None => break,
+                }
+                continue;
+            }
+        };
+        inst.metrics.connected = true;
+        let had_work = !deliveries.is_empty();
+        let mut pass = Pass::default();
+        gather(&mut inst, &cfg, &mut nodupe, deliveries, &mut pass);
+        take_retries(&cfg, &retry, &mut pass);
+        let results = work(&transport, &direction, &cfg, std::mem::take(&mut pass.work)).await;
+        finish(
+            &mut inst,
+            &cfg,
+            &mut retry,
+            &mut nodupe,
+            &mut publisher,
+            results,
+            &mut pass,
+        )
+        .await;
+        repost(&mut inst, &mut retry, &mut publisher).await;
+        if !pass.requeue.is_empty() {
+            if let Err(e) = consumer.requeue(&pass.requeue).await {
+                tracing::warn!("requeue of {} messages failed: {e}", pass.requeue.len());
+            }
+        }
+        if let Err(e) = consumer.ack(&pass.acks).await {
+            // The broker will deliver them again; the sender is idempotent.
+            tracing::warn!("ack of {} messages failed: {e}", pass.acks.len());
+        }
+        if had_work || last_housekeeping.elapsed() > Duration::from_secs(5) {
+            inst.metrics.retry = retry.len().unwrap_or(inst.metrics.retry);
+            inst.metrics.queued = consumer.queue_depth().await.ok().flatten();
+        }
+        if last_housekeeping.elapsed() >= cfg.housekeeping {
+            housekeeping(&cfg, &mut retry, &nodupe);
+            last_housekeeping = Instant::now();
+        }
+        inst.save_metrics(false);
+    }
+    inst.save_metrics(true);
+    tracing::info!(
+        "sender {} instance {} stopped",
+        cfg.name,
+        inst.files.instance
+    );
+    Ok(())
+}
+
+/// Connects to the broker and declares the queue, retrying with backoff;
+/// `None` if a stop is asked for first.
+async fn connect_consumer(
+    inst: &mut Instance,
+    url: &url::Url,
+    spec: &QueueSpec,
+) -> Option<Box<dyn Consumer>> {
+    let mut delay = Duration::from_millis(500);
+    let mut said = false;
+    loop {
+        let attempt = async {
+            let mut c = broker::consumer(url, &inst.paths, &spec.name).await?;
+            c.declare_queue(spec).await?;
+            Ok::<_, BrokerError>(c)
+        };
+        match attempt.await {
+            Ok(c) => {
+                if said {
+                    tracing::info!("queue {} bound; consuming", spec.name);
+                }
+                return Some(c);
+            }
+            Err(e) => {
+                if !said {
+                    tracing::error!("cannot consume queue {} yet: {e}; retrying", spec.name);
+                    said = true;
+                }
+            }
+        }
+        if inst.pause(delay).await {
+            return None;
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// What one pass collects.
+#[derive(Default)]
+struct Pass {
+    work: Vec<Work>,
+    /// Deliveries to acknowledge at the end of the pass.
+    acks: Vec<u64>,
+    /// Deliveries to give back to the broker.
+    requeue: Vec<u64>,
+    /// Retry items that succeeded or were dropped.
+    retry_done: Vec<i64>,
+}
+
+/// Parses, filters and de-duplicates the deliveries into work.
+fn gather(
+    inst: &mut Instance,
+    cfg: &Config,
+    nodupe: &mut Option<NodupeCache>,
+    ds: Vec<Delivery>,
+    pass: &mut Pass,
+) {
+    for d in ds {
+        inst.metrics.received += 1;
+        inst.metrics.last_message = now_epoch();
+        let msg = match Message::from_json(&d.body) {
+            Ok(m) => m,
+            Err(e) => {
+                set_aside(inst, &d, &e.to_string());
+                pass.acks.push(d.id);
+                continue;
+            }
+        };
+        match place(cfg, &msg) {
+            Ok(Some((dest, old_dest))) => {
+                if !d.redelivered && is_duplicate(nodupe, cfg, &msg) {
+                    inst.metrics.duplicates += 1;
+                    tracing::info!("duplicate ignored: {}", msg.url());
+                    pass.acks.push(d.id);
+                    continue;
+                }
+                inst.note_lag(&msg);
+                pass.work.push(Work {
+                    origin: Origin::Delivery(d.id),
+                    msg,
+                    body: d.body,
+                    exchange: d.exchange,
+                    topic: d.topic,
+                    dest,
+                    old_dest,
+                });
+            }
+            Ok(None) => {
+                inst.metrics.rejected += 1;
+                tracing::info!("rejected: {} (mask)", msg.url());
+                pass.acks.push(d.id);
+            }
+            Err(e) => {
+                inst.metrics.rejected += 1;
+                tracing::error!("rejected: {}: {e}", msg.url());
+                pass.acks.push(d.id);
+            }
+        }
+    }
+}
+
+/// The destination of an accepted message (and of its rename's old name),
+/// `None` when a mask rejects it.
+fn place(
+    cfg: &Config,
+    msg: &Message,
+) -> Result<Option<(Destination, Option<String>)>, filter::PlacementError> {
+    let Some(placement) = filter::decide(cfg, &msg.url()) else {
+        return Ok(None);
+    };
+    let dest = filter::destination(cfg, &placement, &msg.rel_path)?;
+    let old_dest = msg
+        .file_op
+        .as_ref()
+        .and_then(|o| o.rename.as_deref())
+        .and_then(|old| filter::rel_of_local(cfg, msg, old))
+        .and_then(|rel| filter::destination(cfg, &placement, &rel).ok())
+        .map(|d| d.path());
+    Ok(Some((dest, old_dest)))
+}
+
+fn is_duplicate(nodupe: &Option<NodupeCache>, cfg: &Config, msg: &Message) -> bool {
+    let Some(cache) = nodupe else { return false };
+    let e = nodupe::entry_for(msg, cfg.nodupe_basis);
+    cache.is_duplicate(&e.key, &e.path).unwrap_or_else(|err| {
+        tracing::warn!("nodupe cache: {err}");
+        false
+    })
+}
+
+/// Writes a malformed message aside (one file each) and logs it.
+fn set_aside(inst: &mut Instance, d: &Delivery, why: &str) {
+    inst.metrics.malformed += 1;
+    let dir = crate::state::malformed_dir(&inst.files.dir);
+    let file = dir.join(format!(
+        "{:.6}_{}_{}.msg",
+        now_epoch(),
+        inst.files.instance,
+        d.id
+    ));
+    let saved = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, &d.body));
+    match saved {
+        Ok(()) => tracing::error!("malformed message set aside in {}: {why}", file.display()),
+        Err(e) => tracing::error!("malformed message dropped ({why}); could not set it aside: {e}"),
+    }
+}
+
+/// Adds due retries, up to half a batch, so new work is never starved.
+fn take_retries(cfg: &Config, retry: &RetryQueue, pass: &mut Pass) {
+    let room = (cfg.batch / 2).max(1);
+    let items = match retry.due(RetryKind::Work, room) {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::error!("reading the retry queue: {e}");
+            return;
+        }
+    };
+    for it in items {
+        let placed = Message::from_json(&it.body)
+            .ok()
+            .and_then(|m| place(cfg, &m).ok().flatten().map(|p| (m, p)));
+        match placed {
+            Some((msg, (dest, old_dest))) => pass.work.push(Work {
+                origin: Origin::Retry(it.id),
+                msg,
+                body: it.body,
+                exchange: it.exchange,
+                topic: it.topic,
+                dest,
+                old_dest,
+            }),
+            None => {
+                tracing::warn!("retry item no longer accepted by this config: dropped");
+                pass.retry_done.push(it.id);
+            }
+        }
+    }
+}
+
+/// Does the work of a pass: concurrently across paths, in order within one.
+async fn work(
+    t: &Arc<dyn Transport>,
+    direction: &Arc<Direction>,
+    cfg: &Arc<Config>,
+    items: Vec<Work>,
+) -> Vec<(Work, io::Result<Outcome>)> {
+    let in_order = items.iter().any(|w| w.msg.file_op.is_some());
+    let mut lanes: Vec<Vec<Work>> = Vec::new();
+    if in_order {
+        lanes.push(items);
+    } else {
+        let mut by_path: std::collections::HashMap<String, usize> = Default::default();
+        for w in items {
+            let i = *by_path.entry(w.dest.path()).or_insert_with(|| {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            });
+            lanes[i].push(w);
+        }
+    }
+    let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (lane_no, lane) in lanes.into_iter().enumerate() {
+        let (t, direction, cfg, limit) = (t.clone(), direction.clone(), cfg.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let mut done = Vec::with_capacity(lane.len());
+            for w in lane {
+                let r = deliver(
+                    &*t,
+                    &direction,
+                    &cfg,
+                    &w.msg,
+                    &w.dest,
+                    w.old_dest.as_deref(),
+                )
+                .await;
+                done.push((w, r));
+            }
+            (lane_no, done)
+        });
+    }
+    let mut lanes_done = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(x) => lanes_done.push(x),
+            Err(e) => tracing::error!("a transfer task failed: {e}"),
+        }
+    }
+    lanes_done.sort_by_key(|(n, _)| *n);
+    lanes_done.into_iter().flat_map(|(_, d)| d).collect()
+}
+
+/// Ends a pass: retries stored, announcements published, nodupe recorded.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    inst: &mut Instance,
+    cfg: &Config,
+    retry: &mut RetryQueue,
+    nodupe: &mut Option<NodupeCache>,
+    publisher: &mut Option<Box<dyn Publisher>>,
+    results: Vec<(Work, io::Result<Outcome>)>,
+    pass: &mut Pass,
+) {
+    let mut failed_new = Vec::new();
+    let mut failed_ids = Vec::new();
+    let mut announce = Vec::new();
+    let mut seen: Vec<NodupeEntry> = Vec::new();
+    for (w, r) in results {
+        match r {
+            Ok(outcome) => {
+                match &outcome {
+                    Outcome::Done(bytes) => {
+                        inst.metrics.files_done += 1;
+                        inst.metrics.bytes_done += bytes;
+                        inst.metrics.last_transfer = now_epoch();
+                        tracing::info!("sent: {} to {} size: {bytes}", w.msg.url(), w.dest.path());
+                        if let Some(o) = announcement(cfg, &w) {
+                            announce.push(o);
+                        }
+                    }
+                    Outcome::Skipped(why) => tracing::warn!("skipped: {}: {why}", w.msg.url()),
+                }
+                if nodupe.is_some() {
+                    seen.push(nodupe::entry_for(&w.msg, cfg.nodupe_basis));
+                }
+                match w.origin {
+                    Origin::Delivery(id) => pass.acks.push(id),
+                    Origin::Retry(id) => pass.retry_done.push(id),
+                }
+            }
+            Err(e) => {
+                inst.metrics.failed += 1;
+                tracing::error!(
+                    "failed: {} to {}: {e}; queued for retry",
+                    w.msg.url(),
+                    w.dest.path()
+                );
+                match w.origin {
+                    Origin::Delivery(id) => {
+                        failed_new.push(RetryItem::new(
+                            RetryKind::Work,
+                            w.body,
+                            &w.exchange,
+                            &w.topic,
+                            &e.to_string(),
+                        ));
+                        failed_ids.push(id);
+                    }
+                    Origin::Retry(id) => {
+                        if let Err(e) = retry.failed_again(id, &e.to_string()) {
+                            tracing::error!("retry queue: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !failed_new.is_empty() {
+        match retry.push(&failed_new) {
+            Ok(()) => pass.acks.extend(failed_ids),
+            // Not saved: give them back to the broker, to be delivered again.
+            Err(e) => {
+                tracing::error!(
+                    "cannot save {} failed messages for retry: {e}; requeued",
+                    failed_new.len()
+                );
+                pass.requeue.extend(failed_ids);
+            }
+        }
+    }
+    publish_or_keep(inst, retry, publisher, announce).await;
+    if let Some(cache) = nodupe {
+        if let Err(e) = cache.record(&seen) {
+            tracing::warn!("nodupe cache: {e}");
+        }
+    }
+    if let Err(e) = retry.remove(&pass.retry_done) {
+        tracing::error!("retry queue: {e}");
+    }
+}
+
+/// The announcement of delivered work on post_exchange, if there is one.
+fn announcement(cfg: &Config, w: &Work) -> Option<Outgoing> {
+    cfg.post_broker.as_ref()?;
+    let mut msg = w.msg.clone();
+    if let Some(base) = &cfg.post_base_url {
+        msg.base_url = base.clone();
+    }
+    msg.rel_path = filter::announced_rel_path(cfg, &w.dest.path());
+    if let (Some(op), Some(old)) = (msg.file_op.as_mut(), &w.old_dest) {
+        if op.rename.is_some() {
+            op.rename = Some(filter::announced_rel_path(cfg, old));
+        }
+    }
+    super::outgoing(cfg, &msg)
+}
+
+/// Publishes announcements; what cannot be published now waits in the
+/// retry queue. An exchange nobody listens to is not an error for an
+/// announcement: it just has no audience yet.
+async fn publish_or_keep(
+    inst: &mut Instance,
+    retry: &mut RetryQueue,
+    publisher: &mut Option<Box<dyn Publisher>>,
+    msgs: Vec<Outgoing>,
+) {
+    if msgs.is_empty() {
+        return;
+    }
+    let Some(p) = publisher.as_mut() else {
+        keep_for_retry(retry, &msgs, "post_broker not connected");
+        return;
+    };
+    match publish_tolerant(p.as_mut(), &msgs).await {
+        Ok(n) => inst.metrics.posted += n,
+        Err(e) => {
+            tracing::error!(
+                "publishing {} announcements failed: {e}; kept for retry",
+                msgs.len()
+            );
+            keep_for_retry(retry, &msgs, &e.to_string());
+            *publisher = None;
+        }
+    }
+}
+
+/// Publishes all; on `Unroutable`, one at a time, dropping the unroutable
+/// ones. Returns how many went out.
+async fn publish_tolerant(p: &mut dyn Publisher, msgs: &[Outgoing]) -> Result<u64, BrokerError> {
+    match p.publish(msgs).await {
+        Ok(()) => Ok(msgs.len() as u64),
+        Err(BrokerError::Unroutable { .. }) => {
+            let mut n = 0;
+            for m in msgs {
+                match p.publish(std::slice::from_ref(m)).await {
+                    Ok(()) => n += 1,
+                    Err(BrokerError::Unroutable { exchange, topic }) => {
+                        tracing::debug!("no subscriber on {exchange} for {topic}")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(n)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn keep_for_retry(retry: &mut RetryQueue, msgs: &[Outgoing], why: &str) {
+    let items: Vec<RetryItem> = msgs
+        .iter()
+        .map(|m| RetryItem::new(RetryKind::Post, m.body.clone(), &m.exchange, &m.topic, why))
+        .collect();
+    if let Err(e) = retry.push(&items) {
+        tracing::error!(
+            "cannot keep {} announcements for retry: {e}; they are lost",
+            items.len()
+        );
+    }
+}
+
+/// Publishes announcements that failed before, once the broker is back.
+async fn repost(
+    inst: &mut Instance,
+    retry: &mut RetryQueue,
+    publisher: &mut Option<Box<dyn Publisher>>,
+) {
+    let due = match retry.due(RetryKind::Post, 100) {
+        Ok(d) if !d.is_empty() => d,
+        _ => return,
+    };
+    if publisher.is_none() {
+        *publisher = super::connect_publisher(inst).await;
+    }
+    let Some(p) = publisher.as_mut() else { return };
+    let msgs: Vec<Outgoing> = due
+        .iter()
+        .map(|i| Outgoing {
+            exchange: i.exchange.clone(),
+            topic: i.topic.clone(),
+            body: i.body.clone(),
+        })
+        .collect();
+    match publish_tolerant(p.as_mut(), &msgs).await {
+        Ok(n) => {
+            inst.metrics.posted += n;
+            let ids: Vec<i64> = due.iter().map(|i| i.id).collect();
+            if let Err(e) = retry.remove(&ids) {
+                tracing::error!("retry queue: {e}");
+            }
+        }
+        Err(e) => {
+            for i in &due {
+                let _ = retry.failed_again(i.id, &e.to_string());
+            }
+            *publisher = None;
+        }
+    }
+}
+
+/// Expires old retries (one log line each) and old nodupe entries.
+fn housekeeping(cfg: &Config, retry: &mut RetryQueue, nodupe: &Option<NodupeCache>) {
+    if let Some(ttl) = cfg.retry_ttl {
+        match retry.expire(ttl) {
+            Ok(gone) => {
+                for it in gone {
+                    let what = Message::from_json(&it.body)
+                        .map(|m| m.url())
+                        .unwrap_or_else(|_| "?".into());
+                    tracing::warn!(
+                        "retry_ttl expired after {} attempts: dropping {what} (last error: {})",
+                        it.attempts,
+                        it.last_error
+                    );
+                }
+            }
+            Err(e) => tracing::error!("retry queue: {e}"),
+        }
+    }
+    if let Some(c) = nodupe {
+        let _ = c.expire();
+    }
+}
+
+/// Takes over the retry queues of instance numbers above `instances` (the
+/// config was scaled down) whose owners are gone.
+fn adopt_orphans(inst: &Instance, retry: &mut RetryQueue) {
+    if inst.files.instance != 1 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(&inst.files.dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name
+            .strip_prefix(&format!("{}_{}_", inst.cfg.component.name(), inst.cfg.name))
+            .and_then(|r| r.strip_suffix(".retry.db"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let other =
+            crate::state::InstanceFiles::new(&inst.paths, inst.cfg.component, &inst.cfg.name, n);
+        if n > inst.cfg.instances && crate::state::pidfile::read_live(&other.pid_file()).is_none() {
+            match retry.adopt(&e.path()) {
+                Ok(k) if k > 0 => tracing::info!("adopted {k} retries of instance {n}"),
+                Ok(_) => {}
+                Err(err) => tracing::error!("cannot adopt {}: {err}", e.path().display()),
+            }
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The work phase of the consuming components: make the destination match
+//! one message.
+//!
+//! The same steps serve the sender (the destination is remote, the file is
+//! local) and subscribe (the destination is this machine, the file is
+//! fetched from the message's baseUrl): file operations (remove, rmdir,
+//! mkdir, link, rename) are applied at the destination; file content is
+//! written under its inflight name, renamed into place, then given its
+//! mode and times.
+
+use super::filter::{self, Destination};
+use crate::config::{Config, Inflight};
+use crate::message::Message;
+use crate::transfer::{self, PutMode, Transport, TransportOptions};
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// An inflight file younger than this is taken to be another writer's
+/// transfer in progress; older, a leftover of an interrupted one.
+const STALE_INFLIGHT: Duration = Duration::from_secs(30);
+
+/// What the work did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Bytes moved (0 for a file operation).
+    Done(u64),
+    /// Nothing to do, for a reason worth one log line.
+    Skipped(String),
+}
+
+/// Which way files move.
+pub enum Direction {
+    /// From this machine to `sendTo` (sender).
+    Send,
+    /// From each message's baseUrl to this machine (subscribe).
+    Download(Sources),
+}
+
+/// The transports that reach the baseUrls messages come from, one per
+/// server, made on first use and kept.
+pub struct Sources {
+    opts: TransportOptions,
+    by_server: Mutex<HashMap<String, Arc<dyn Transport>>>,
+}
+
+impl Sources {
+    /// An empty set, making transports with `opts`.
+    pub fn new(opts: TransportOptions) -> Sources {
+        Sources {
+            opts,
+            by_server: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The transport for a baseUrl and the remote path of `rel` under it.
+    /// `file:/x` reads `/x/rel` here; `sftp://host/dir` reads `dir/rel`
+    /// relative to the login directory (`sftp://host//abs` is absolute), as
+    /// sr3 reads its URLs.
+    fn resolve(&self, base_url: &str, rel: &str) -> io::Result<(Arc<dyn Transport>, String)> {
+        let rel = rel.trim_start_matches('/');
+        if base_url.starts_with("file:") {
+            let root = transfer::file::root_of(base_url);
+            let path = root.join(rel).to_string_lossy().into_owned();
+            return Ok((self.get_or_make("file:")?, path));
+        }
+        let url = url::Url::parse(base_url).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("baseUrl {base_url}: {e}"),
+            )
+        })?;
+        let server = format!(
+            "{}://{}{}",
+            url.scheme(),
+            auth(&url),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        );
+        let base = url.path();
+        let base = match base.strip_prefix("//") {
+            Some(abs) => format!("/{abs}"),
+            None => base.trim_start_matches('/').to_string(),
+        };
+        Ok((
+            self.get_or_make(&server)?,
+            filter::join(base.trim_end_matches('/'), rel),
+        ))
+    }
+
+    fn get_or_make(&self, server: &str) -> io::Result<Arc<dyn Transport>> {
+        let mut map = self
+            .by_server
+            .lock()
+            .map_err(|_| io::Error::other("sources lock poisoned"))?;
+        if let Some(t) = map.get(server) {
+            return Ok(t.clone());
+        }
+        let t: Arc<dyn Transport> = Arc::from(transfer::for_url_with(server, &self.opts)?);
+        map.insert(server.to_string(), t.clone());
+        Ok(t)
+    }
+}
+
+fn auth(url: &url::Url) -> String {
+    match (url.username(), url.host_str()) {
+        ("", Some(h)) => h.to_string(),
+        (u, Some(h)) => format!("{u}@{h}"),
+        (_, None) => String::new(),
+    }
+}
+
+/// Makes the destination match `msg`: `dest` is where its file goes, and
+/// `old_dest` (for a rename) where its old name went.
+pub async fn deliver(
+    t: &dyn Transport,
+    dir: &Direction,
+    cfg: &Config,
+    msg: &Message,
+    dest: &Destination,
+    old_dest: Option<&str>,
+) -> io::Result<Outcome> {
+    let ev = &cfg.file_events;
+    let path = dest.path();
+    let op = msg.file_op.clone().unwrap_or_default();
+    if op.remove {
+        if op.directory {
+            if !ev.rmdir {
+                return Ok(Outcome::Skipped("rmdir not in fileEvents".into()));
+            }
+            t.rmdir(&path).await?;
+        } else {
+            if !ev.delete {
+                return Ok(Outcome::Skipped("delete not in fileEvents".into()));
+            }
+            t.remove(&path).await?;
+        }
+        return Ok(Outcome::Done(0));
+    }
+    if let Some(target) = &op.link {
+        if !ev.link {
+            return Ok(Outcome::Skipped("link not in fileEvents".into()));
+        }
+        t.mkdirs(&dest.dir, cfg.perm_dir_default).await?;
+        t.symlink(target, &path).await?;
+        if let Some(old) = old_dest.filter(|o| *o != path) {
+            t.remove(old).await?;
+        }
+        return Ok(Outcome::Done(0));
+    }
+    if op.directory {
+        if !ev.mkdir {
+            return Ok(Outcome::Skipped("mkdir not in fileEvents".into()));
+        }
+        if let Some(old) = old_dest {
+            if rename_if_present(t, cfg, old, dest).await? {
+                return Ok(Outcome::Done(0));
+            }
+        }
+        let mode = mode_of(msg)
+            .filter(|_| cfg.perm_copy)
+            .unwrap_or(cfg.perm_dir_default);
+        t.mkdirs(&path, mode).await?;
+        return Ok(Outcome::Done(0));
+    }
+    if !(ev.create || ev.modify) {
+        return Ok(Outcome::Skipped(
+            "create and modify not in fileEvents".into(),
+        ));
+    }
+    if let Some(old) = old_dest {
+        if rename_if_present(t, cfg, old, dest).await? {
+            set_meta(t, cfg, msg, &path).await?;
+            return Ok(Outcome::Done(0));
+        }
+        if already_there(t, msg, &path).await? {
+            // The old name is gone because an earlier rename (of its
+            // directory) already brought the file here.
+            return Ok(Outcome::Done(0));
+        }
+        // The old name never reached the destination: copy the file itself.
+    }
+    copy_file(t, dir, cfg, msg, dest).await
+}
+
+/// Renames `old` to `dest` at the destination; false if `old` is absent.
+/// A directory whose new name already exists (its files came first) is
+/// left in place.
+async fn rename_if_present(
+    t: &dyn Transport,
+    cfg: &Config,
+    old: &str,
+    dest: &Destination,
+) -> io::Result<bool> {
+    if old == dest.path() {
+        return Ok(false);
+    }
+    t.mkdirs(&dest.dir, cfg.perm_dir_default).await?;
+    match t.rename(old, &dest.path()).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => match t.stat(&dest.path()).await {
+            Ok(Some(s)) if s.is_dir => {
+                tracing::warn!(
+                    "cannot rename {old} onto existing directory {}: {e}; keeping both",
+                    dest.path()
+                );
+                Ok(false)
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// True when `path` already holds the message's file (same size, and same
+/// mtime to the second when the message has one).
+async fn already_there(t: &dyn Transport, msg: &Message, path: &str) -> io::Result<bool> {
+    let Some(st) = t.stat(path).await? else {
+        return Ok(false);
+    };
+    let mtime = msg
+        .mtime
+        .as_deref()
+        .and_then(|m| crate::message::timestamp::parse(m).ok());
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    Ok(!st.is_dir
+        && Some(st.size) == msg.size
+        && match (mtime, st.mtime) {
+            (Some(a), Some(b)) => secs(a) == secs(b),
+            _ => true,
+        })
+}
+
+/// Copies the message's file to `dest`: under the inflight name, then
+/// renamed into place, then mode and times.
+async fn copy_file(
+    t: &dyn Transport,
+    dir: &Direction,
+    cfg: &Config,
+    msg: &Message,
+    dest: &Destination,
+) -> io::Result<Outcome> {
+    let final_path = dest.path();
+    let temp = filter::join(&dest.dir, &cfg.inflight.temp_name(&dest.file));
+    let bytes = match dir {
+        Direction::Send => {
+            let Some(local) = filter::local_source(cfg, msg) else {
+                return Ok(Outcome::Skipped(format!(
+                    "cannot tell the local file of baseUrl {}: not file: and no baseDir",
+                    msg.base_url
+                )));
+            };
+            if let Some(why) = unsendable(&local) {
+                return Ok(Outcome::Skipped(why));
+            }
+            make_dirs(t, cfg, dest).await?;
+            let large =
+                cfg.accel_threshold > 0 && msg.size.is_some_and(|s| s > cfg.accel_threshold);
+            if temp == final_path {
+                put(t, &local, &final_path, PutMode::Replace, large, cfg).await?
+            } else {
+                let n = put_exclusive(t, &local, &temp, large, cfg).await?;
+                t.rename(&temp, &final_path).await?;
+                n
+            }
+        }
+        Direction::Download(sources) => {
+            let rel = msg.retrieve_path.as_deref().unwrap_or(&msg.rel_path);
+            let (src, remote) = sources.resolve(&msg.base_url, rel)?;
+            make_dirs(t, cfg, dest).await?;
+            if inflight_busy(t, &temp).await? {
+                return Err(busy(&temp));
+            }
+            let n = match src.get(&remote, Path::new(&temp)).await {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let _ = t.remove(&temp).await;
+                    return Ok(Outcome::Skipped(format!(
+                        "{remote} is gone from {}",
+                        msg.base_url
+                    )));
+                }
+                Err(e) => {
+                    let _ = t.remove(&temp).await;
+                    return Err(e);
+                }
+            };
+            if temp != final_path {
+                t.rename(&temp, &final_path).await?;
+            }
+            n
+        }
+    };
+    set_meta(t, cfg, msg, &final_path).await?;
+    Ok(Outcome::Done(bytes))
+}
+
+/// Why a local file cannot be sent, if it cannot.
+fn unsendable(local: &PathBuf) -> Option<String> {
+    match std::fs::File::open(local).and_then(|f| f.metadata()) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some(format!("{} is not a regular file", local.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Some(format!("{} vanished before it was sent", local.display()))
+        }
+        Err(e) => Some(format!("{} cannot be read: {e}", local.display())),
+    }
+}
+
+async fn make_dirs(t: &dyn Transport, cfg: &Config, dest: &Destination) -> io::Result<()> {
+    t.mkdirs(&dest.dir, cfg.perm_dir_default).await?;
+    if let Inflight::Subdir(sub) = &cfg.inflight {
+        t.mkdirs(
+            &filter::join(&dest.dir, sub.trim_end_matches('/')),
+            cfg.perm_dir_default,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn put(
+    t: &dyn Transport,
+    local: &Path,
+    remote: &str,
+    mode: PutMode,
+    large: bool,
+    cfg: &Config,
+) -> io::Result<u64> {
+    if large {
+        // A large file goes through the accelerator, which replaces.
+        let _ = mode;
+        t.put_large(local, remote, &cfg.accel_scp_command).await
+    } else {
+        t.put(local, remote, mode).await
+    }
+}
+
+/// Writes `temp` unless another writer is using it; replaces a stale one.
+async fn put_exclusive(
+    t: &dyn Transport,
+    local: &Path,
+    temp: &str,
+    large: bool,
+    cfg: &Config,
+) -> io::Result<u64> {
+    if large {
+        if inflight_busy(t, temp).await? {
+            return Err(busy(temp));
+        }
+        return put(t, local, temp, PutMode::Replace, true, cfg).await;
+    }
+    match t.put(local, temp, PutMode::CreateNew).await {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if inflight_busy(t, temp).await? {
+                return Err(busy(temp));
+            }
+            tracing::info!("replacing stale inflight file {temp}");
+            t.put(local, temp, PutMode::Replace).await
+        }
+        other => other,
+    }
+}
+
+/// True when `temp` exists and was written to within [`STALE_INFLIGHT`].
+async fn inflight_busy(t: &dyn Transport, temp: &str) -> io::Result<bool> {
+    Ok(t.stat(temp)
+        .await?
+        .and_then(|s| s.mtime)
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age < STALE_INFLIGHT))
+}
+
+fn busy(temp: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("{temp} is being written by another transfer; will retry"),
+    )
+}
+
+/// Applies the message's mode and times (permCopy, timeCopy).
+async fn set_meta(t: &dyn Transport, cfg: &Config, msg: &Message, path: &str) -> io::Result<()> {
+    let mode = if cfg.perm_copy {
+        mode_of(msg)
+    } else {
+        Some(cfg.perm_default).filter(|m| *m != 0)
+    };
+    let times = if cfg.time_copy {
+        let parse = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|s| crate::message::timestamp::parse(s).ok())
+        };
+        parse(&msg.mtime).map(|m| (parse(&msg.atime).unwrap_or(m), m))
+    } else {
+        None
+    };
+    if mode.is_some() || times.is_some() {
+        t.setstat(path, mode, times).await?;
+    }
+    Ok(())
+}
+
+fn mode_of(msg: &Message) -> Option<u32> {
+    msg.mode
+        .as_deref()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .map(|m| m & 0o7777)
+}
