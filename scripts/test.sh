@@ -30,6 +30,21 @@ ensure_sshd() {
   fi
 }
 
+# The real peer: metpx-sr3 from PyPI, with the packages `sr3 features` lists
+# for what the interoperability tests use, in a venv kept between runs.
+SR3_VENV=${PITCHER_SR3_VENV:-/var/cache/pitcher/sr3-venv}
+ensure_sr3() {
+  if [ ! -x "$SR3_VENV/bin/sr3" ]; then
+    say "installing metpx-sr3 into $SR3_VENV"
+    mkdir -p "$(dirname "$SR3_VENV")"
+    python3 -m venv "$SR3_VENV"
+    "$SR3_VENV/bin/pip" install -q metpx-sr3 amqp paramiko watchdog psutil netifaces xattr \
+      python-magic paho-mqtt jsonpickle humanize humanfriendly appdirs
+  fi
+  export PITCHER_SR3="$SR3_VENV/bin/sr3"
+  export PITCHER_SR3_POST="$SR3_VENV/bin/sr3_post"
+}
+
 if ! command -v cargo >/dev/null; then
   echo "cargo is needed (a Rust toolchain)" >&2
   exit 1
@@ -37,6 +52,7 @@ fi
 
 ensure_rabbitmq || say "continuing without RabbitMQ (only AMQP tests need it)"
 ensure_sshd
+ensure_sr3
 
 say "building"
 cargo build --all-targets --quiet

@@ -141,18 +141,7 @@ fn from_map(fields: Map<String, Value>) -> Result<Message, MessageError> {
     let mut rel_path = None;
     let mut msg = Message {
         pub_time: String::new(),
-        base_url: String::new(),
-        rel_path: String::new(),
-        retrieve_path: None,
-        identity: None,
-        size: None,
-        mtime: None,
-        atime: None,
-        mode: None,
-        file_op: None,
-        content_type: None,
-        source: None,
-        extra: Map::new(),
+        ..Message::new("", "")
     };
     // The old names win over the new ones, whatever their order, as in sr3.
     let mut ret_path = None;

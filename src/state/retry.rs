@@ -126,21 +126,13 @@ impl RetryQueue {
     /// stay stored until [`RetryQueue::remove`] or [`RetryQueue::failed_again`].
     pub fn due(&self, kind: RetryKind, limit: usize) -> rusqlite::Result<Vec<RetryItem>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, body, exchange, topic, attempts, first_failed, last_error FROM retry
+            "SELECT id, kind, body, exchange, topic, attempts, first_failed, last_error FROM retry
              WHERE kind = ?1 AND next_try <= ?2 ORDER BY next_try, id LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![kind.as_str(), sqlite::now(), limit as i64], |r| {
-            Ok(RetryItem {
-                id: r.get(0)?,
-                kind,
-                body: r.get(1)?,
-                exchange: r.get(2)?,
-                topic: r.get(3)?,
-                attempts: r.get(4)?,
-                first_failed: r.get(5)?,
-                last_error: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![kind.as_str(), sqlite::now(), limit as i64],
+            item_of_row,
+        )?;
         rows.collect()
     }
 
@@ -198,23 +190,7 @@ impl RetryQueue {
                 "SELECT id, kind, body, exchange, topic, attempts, first_failed, last_error
                  FROM retry WHERE first_failed < ?1",
             )?;
-            let rows = stmt.query_map(params![cutoff], |r| {
-                let kind: String = r.get(1)?;
-                Ok(RetryItem {
-                    id: r.get(0)?,
-                    kind: if kind == "post" {
-                        RetryKind::Post
-                    } else {
-                        RetryKind::Work
-                    },
-                    body: r.get(2)?,
-                    exchange: r.get(3)?,
-                    topic: r.get(4)?,
-                    attempts: r.get(5)?,
-                    first_failed: r.get(6)?,
-                    last_error: r.get(7)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![cutoff], item_of_row)?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         let ids: Vec<i64> = old.iter().map(|i| i.id).collect();
@@ -246,6 +222,26 @@ impl RetryQueue {
         }
         Ok(n as u64)
     }
+}
+
+/// A row selected as (id, kind, body, exchange, topic, attempts,
+/// first_failed, last_error).
+fn item_of_row(r: &rusqlite::Row) -> rusqlite::Result<RetryItem> {
+    let kind: String = r.get(1)?;
+    Ok(RetryItem {
+        id: r.get(0)?,
+        kind: if kind == "post" {
+            RetryKind::Post
+        } else {
+            RetryKind::Work
+        },
+        body: r.get(2)?,
+        exchange: r.get(3)?,
+        topic: r.get(4)?,
+        attempts: r.get(5)?,
+        first_failed: r.get(6)?,
+        last_error: r.get(7)?,
+    })
 }
 
 /// The number of items in the retry file at `path`, without creating it.
