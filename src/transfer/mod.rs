@@ -8,13 +8,18 @@
 //! rename whose old name is absent) from the rest.
 //!
 //! * [`file`]: `file:` — a local or NFS-mounted directory.
+//! * [`sftp`]: `sftp://` — SFTP through the system OpenSSH client (ssh config
+//!   aliases, keys, ProxyJump), with large files through scp.
+//! * [`accel`]: running an accel command (`accelScpCommand`) for large files.
 
+pub mod accel;
 pub mod file;
+pub mod sftp;
 
 use async_trait::async_trait;
 use std::io;
-use std::path::Path;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// What a stat of a remote path tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,16 +61,56 @@ pub trait Transport: Send + Sync {
     async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>>;
     /// Copies `remote` into the local file `local`; returns the bytes read.
     async fn get(&self, remote: &str, local: &Path) -> io::Result<u64>;
+    /// Copies a large local file (size ≥ accelThreshold) to `remote`,
+    /// replacing it, with `accel_command` (e.g. accelScpCommand
+    /// `/usr/bin/scp %s %d`) where the transport has a faster path; returns
+    /// the bytes written. The default is a plain [`Transport::put`].
+    async fn put_large(&self, local: &Path, remote: &str, accel_command: &str) -> io::Result<u64> {
+        let _ = accel_command;
+        self.put(local, remote, PutMode::Replace).await
+    }
 }
 
-/// The transport for a `sendTo` URL.
+/// How a transport reaches its destination, beyond the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// The ssh_config file ssh is given with `-F` (`sshConfig`); `None`
+    /// leaves ssh to read `~/.ssh/config`.
+    pub ssh_config: Option<PathBuf>,
+    /// The bound on one operation (`timeout`); data transfers get one more
+    /// second per MiB.
+    pub timeout: Duration,
+    /// A key to log in with (credentials.conf `ssh_keyfile`), used alone.
+    pub ssh_keyfile: Option<PathBuf>,
+}
+
+impl Default for TransportOptions {
+    /// sr3's `timeout` of 300 s, no key, and the ssh config from
+    /// `PITCHER_SSH_CONFIG` when that is set and not empty.
+    fn default() -> TransportOptions {
+        TransportOptions {
+            ssh_config: std::env::var_os("PITCHER_SSH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from),
+            timeout: Duration::from_secs(300),
+            ssh_keyfile: None,
+        }
+    }
+}
+
+/// The transport for a `sendTo` URL, with default [`TransportOptions`].
 pub fn for_url(send_to: &str) -> io::Result<Box<dyn Transport>> {
+    for_url_with(send_to, &TransportOptions::default())
+}
+
+/// The transport for a `sendTo` URL. Nothing connects yet: network
+/// transports connect on first use (and reconnect after a failure).
+pub fn for_url_with(send_to: &str, opts: &TransportOptions) -> io::Result<Box<dyn Transport>> {
     let scheme = send_to.split(':').next().unwrap_or("");
     match scheme {
         "file" => Ok(Box::new(file::FileTransport::new(file::root_of(send_to)))),
+        "sftp" => Ok(Box::new(sftp::SftpTransport::new(send_to, opts)?)),
         other => Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("sendTo scheme '{other}:' is not supported (known: file:)"),
+            format!("sendTo scheme '{other}:' is not supported (known: file:, sftp:)"),
         )),
     }
 }
