@@ -20,7 +20,12 @@ use tokio::io::AsyncReadExt;
 
 /// The argv of an accel command: `command` split on whitespace, `extra`
 /// inserted after the program, `%s`/`%d` replaced by `src`/`dst`.
-pub fn argv(command: &str, src: &OsStr, dst: &OsStr, extra: &[OsString]) -> io::Result<Vec<OsString>> {
+pub fn argv(
+    command: &str,
+    src: &OsStr,
+    dst: &OsStr,
+    extra: &[OsString],
+) -> io::Result<Vec<OsString>> {
     let mut tokens = command.split_whitespace();
     let program = tokens
         .next()
@@ -111,7 +116,10 @@ pub async fn run(argv: &[OsString], timeout: Duration) -> io::Result<()> {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&text);
-    let why = text.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no message");
+    let why = text
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
     Err(io::Error::other(format!("{name} failed ({status}): {why}")))
 }
 
@@ -125,23 +133,34 @@ mod tests {
 
     #[test]
     fn default_scp_command_gets_options_after_the_program_and_paths_substituted() {
-        let a = argv("/usr/bin/scp %s %d", OsStr::new("/d/a b"), OsStr::new("hpfx:/x/a b.tmp"), &[
-            os("-o"),
-            os("ControlPath=/tmp/pitcher-0/1/m/master"),
-        ])
+        let a = argv(
+            "/usr/bin/scp %s %d",
+            OsStr::new("/d/a b"),
+            OsStr::new("hpfx:/x/a b.tmp"),
+            &[os("-o"), os("ControlPath=/tmp/pitcher-0/1/m/master")],
+        )
         .expect("argv");
-        assert_eq!(a, [
-            os("/usr/bin/scp"),
-            os("-o"),
-            os("ControlPath=/tmp/pitcher-0/1/m/master"),
-            os("/d/a b"),
-            os("hpfx:/x/a b.tmp"),
-        ]);
+        assert_eq!(
+            a,
+            [
+                os("/usr/bin/scp"),
+                os("-o"),
+                os("ControlPath=/tmp/pitcher-0/1/m/master"),
+                os("/d/a b"),
+                os("hpfx:/x/a b.tmp"),
+            ]
+        );
     }
 
     #[test]
     fn placeholders_inside_a_token_are_substituted_and_whitespace_runs_collapse() {
-        let a = argv("  wrap   --from=%s\t--to=%d  -v ", OsStr::new("/s"), OsStr::new("h:/d"), &[]).expect("argv");
+        let a = argv(
+            "  wrap   --from=%s\t--to=%d  -v ",
+            OsStr::new("/s"),
+            OsStr::new("h:/d"),
+            &[],
+        )
+        .expect("argv");
         assert_eq!(a, [os("wrap"), os("--from=/s"), os("--to=h:/d"), os("-v")]);
     }
 
@@ -160,12 +179,19 @@ mod tests {
 
     #[tokio::test]
     async fn failing_command_reports_its_stderr_and_slow_one_is_killed() {
-        let e = run(&[os("sh"), os("-c"), os("echo nope >&2; exit 3")], Duration::from_secs(5))
-            .await
-            .expect_err("exit 3");
+        let e = run(
+            &[os("sh"), os("-c"), os("echo nope >&2; exit 3")],
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("exit 3");
         assert!(e.to_string().contains("nope"), "{e}");
-        let e = run(&[os("sleep"), os("5")], Duration::from_millis(100)).await.expect_err("timeout");
+        let e = run(&[os("sleep"), os("5")], Duration::from_millis(100))
+            .await
+            .expect_err("timeout");
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        run(&[os("true")], Duration::from_secs(5)).await.expect("true succeeds");
+        run(&[os("true")], Duration::from_secs(5))
+            .await
+            .expect("true succeeds");
     }
 }

@@ -52,7 +52,10 @@ pub struct SftpTransport {
 
 impl std::fmt::Debug for SftpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SftpTransport").field("target", &self.target).field("timeout", &self.timeout).finish()
+        f.debug_struct("SftpTransport")
+            .field("target", &self.target)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -85,25 +88,39 @@ impl Connection {
     }
 
     fn idle_for(&self) -> Duration {
-        self.last_used.lock().map(|t| t.elapsed()).unwrap_or(IDLE_CHECK)
+        self.last_used
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or(IDLE_CHECK)
     }
 }
 
 /// The ssh target of an `sftp://[user@]host[:port][/path]` URL.
 pub fn target_of(send_to: &str, opts: &TransportOptions) -> io::Result<SshTarget> {
-    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidInput, format!("sendTo {send_to}: {why}"));
+    let bad = |why: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("sendTo {send_to}: {why}"),
+        )
+    };
     let url = url::Url::parse(send_to).map_err(|e| bad(e.to_string()))?;
     if url.scheme() != "sftp" {
         return Err(bad(format!("scheme '{}:' is not sftp:", url.scheme())));
     }
     let host = url.host_str().unwrap_or("");
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if host.is_empty() || host.starts_with('-') {
         return Err(bad("no usable host".into()));
     }
     if url.password().is_some() {
         // BatchMode: ssh cannot be given a password; keys or an agent it is.
-        tracing::warn!("sendTo {}: password ignored, ssh logs in with keys only", host);
+        tracing::warn!(
+            "sendTo {}: password ignored, ssh logs in with keys only",
+            host
+        );
     }
     let user = match url.username() {
         "" => None,
@@ -153,7 +170,12 @@ impl SftpTransport {
 
     /// The control socket of the current master, if connected.
     pub async fn control_socket(&self) -> Option<PathBuf> {
-        self.link.lock().await.as_ref().filter(|c| !c.broken.load(Ordering::SeqCst)).map(|c| c.ctl.clone())
+        self.link
+            .lock()
+            .await
+            .as_ref()
+            .filter(|c| !c.broken.load(Ordering::SeqCst))
+            .map(|c| c.ctl.clone())
     }
 
     /// Connects now (else the first call does); an error says why ssh failed.
@@ -164,13 +186,17 @@ impl SftpTransport {
     /// Closes the SFTP channel and stops the master, reporting errors that a
     /// plain drop would lose. Calls still running keep their connection.
     pub async fn close(&self) -> io::Result<()> {
-        let Some(c) = self.link.lock().await.take() else { return Ok(()) };
+        let Some(c) = self.link.lock().await.take() else {
+            return Ok(());
+        };
         match Arc::try_unwrap(c) {
             Ok(c) => {
                 let Connection { sftp, session, .. } = c;
                 let r = sftp.close().await;
                 drop(session);
-                r.map_err(|e| Failure::of(e).into_io(&format!("closing sftp to {}", self.target.host)))
+                r.map_err(|e| {
+                    Failure::of(e).into_io(&format!("closing sftp to {}", self.target.host))
+                })
             }
             Err(_) => Ok(()),
         }
@@ -192,11 +218,26 @@ impl SftpTransport {
         *link = None;
         let (session, ctl) = master::launch(&self.target, self.timeout).await?;
         let session = Arc::new(session);
-        let sftp = tokio::time::timeout(self.timeout, Sftp::from_clonable_session(Arc::clone(&session), SftpOptions::new()))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("sftp to {}: no subsystem within {:?}", self.target.host, self.timeout)))?
-            .map_err(|e| Failure::of(e).into_io(&format!("sftp subsystem on {}", self.target.host)))?;
-        tracing::info!("connected to {} (control socket {})", self.target.host, ctl.display());
+        let sftp = tokio::time::timeout(
+            self.timeout,
+            Sftp::from_clonable_session(Arc::clone(&session), SftpOptions::new()),
+        )
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "sftp to {}: no subsystem within {:?}",
+                    self.target.host, self.timeout
+                ),
+            )
+        })?
+        .map_err(|e| Failure::of(e).into_io(&format!("sftp subsystem on {}", self.target.host)))?;
+        tracing::info!(
+            "connected to {} (control socket {})",
+            self.target.host,
+            ctl.display()
+        );
         let c = Arc::new(Connection {
             sftp,
             session,
@@ -224,7 +265,10 @@ impl SftpTransport {
             }
             Err(_) => {
                 c.broken.store(true, Ordering::SeqCst);
-                Err(io::Error::new(io::ErrorKind::TimedOut, format!("{}: no answer within {limit:?}", what())))
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{}: no answer within {limit:?}", what()),
+                ))
             }
         }
     }
@@ -254,9 +298,17 @@ impl SftpTransport {
     /// inserted after the program name, `%s` becomes the absolute local
     /// path and `%d` `[user@]host:remote`. Returns the local file's size.
     /// The copy is killed after the timeout plus one second per MiB.
-    pub async fn put_accelerated(&self, local: &Path, remote: &str, command: &str) -> io::Result<u64> {
+    pub async fn put_accelerated(
+        &self,
+        local: &Path,
+        remote: &str,
+        command: &str,
+    ) -> io::Result<u64> {
         if remote.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty remote path"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty remote path",
+            ));
         }
         let local = accel::absolute(local)?;
         let size = tokio::fs::metadata(&local)
@@ -264,12 +316,20 @@ impl SftpTransport {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", local.display())))?
             .len();
         let c = self.connection().await?;
-        let mut extra: Vec<OsString> = vec!["-o".into(), format!("ControlPath={}", c.ctl.display()).into()];
+        let mut extra: Vec<OsString> = vec![
+            "-o".into(),
+            format!("ControlPath={}", c.ctl.display()).into(),
+        ];
         extra.extend(["-o".into(), "BatchMode=yes".into()]);
         if let Some(cfg) = &self.target.ssh_config {
             extra.extend(["-F".into(), cfg.clone().into_os_string()]);
         }
-        let argv = accel::argv(command, local.as_os_str(), &self.scp_destination(remote), &extra)?;
+        let argv = accel::argv(
+            command,
+            local.as_os_str(),
+            &self.scp_destination(remote),
+            &extra,
+        )?;
         tracing::debug!("accel: {argv:?}");
         match accel::run(&argv, self.data_timeout(size)).await {
             Ok(()) => {
@@ -280,7 +340,14 @@ impl SftpTransport {
                 if c.session.check().await.is_err() {
                     c.broken.store(true, Ordering::SeqCst);
                 }
-                Err(io::Error::new(e.kind(), format!("accel put {} to {}:{remote}: {e}", local.display(), self.target.host)))
+                Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "accel put {} to {}:{remote}: {e}",
+                        local.display(),
+                        self.target.host
+                    ),
+                ))
             }
         }
     }
@@ -291,7 +358,11 @@ mod tests {
     use super::*;
 
     fn opts() -> TransportOptions {
-        TransportOptions { ssh_config: None, timeout: Duration::from_secs(30), ssh_keyfile: None }
+        TransportOptions {
+            ssh_config: None,
+            timeout: Duration::from_secs(30),
+            ssh_keyfile: None,
+        }
     }
 
     #[test]
@@ -305,7 +376,10 @@ mod tests {
     #[test]
     fn user_and_port_in_the_url_override() {
         let t = target_of("sftp://peter%40x@127.0.0.1:2222/data", &opts()).expect("parses");
-        assert_eq!((t.host.as_str(), t.user.as_deref(), t.port), ("127.0.0.1", Some("peter@x"), Some(2222)));
+        assert_eq!(
+            (t.host.as_str(), t.user.as_deref(), t.port),
+            ("127.0.0.1", Some("peter@x"), Some(2222))
+        );
         let t = target_of("sftp://[::1]:22/", &opts()).expect("ipv6");
         assert_eq!(t.host, "::1");
     }
@@ -321,7 +395,10 @@ mod tests {
     #[test]
     fn scp_destination_names_user_host_and_brackets_ipv6() {
         let t = SftpTransport::new("sftp://peter@hpfx", &opts()).expect("new");
-        assert_eq!(t.scp_destination("/d/a b"), OsString::from("peter@hpfx:/d/a b"));
+        assert_eq!(
+            t.scp_destination("/d/a b"),
+            OsString::from("peter@hpfx:/d/a b")
+        );
         let t = SftpTransport::new("sftp://[::1]", &opts()).expect("new");
         assert_eq!(t.scp_destination("-x"), OsString::from("[::1]:-x"));
     }

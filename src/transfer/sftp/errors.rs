@@ -29,7 +29,9 @@ impl Failure {
     pub fn of(e: SftpError) -> Failure {
         match e {
             SftpError::SftpError(kind, msg) => Failure::Status(kind, msg.get().0.to_string()),
-            SftpError::UnsupportedExtension(ext) => Failure::Status(SftpErrorKind::OpUnsupported, ext.to_string()),
+            SftpError::UnsupportedExtension(ext) => {
+                Failure::Status(SftpErrorKind::OpUnsupported, ext.to_string())
+            }
             other => Failure::Link(other.to_string()),
         }
     }
@@ -60,9 +62,10 @@ impl Failure {
     pub fn into_io(self, what: &str) -> io::Error {
         match self {
             Failure::Status(kind, msg) => io::Error::new(kind_of(kind), format!("{what}: {msg}")),
-            Failure::Link(msg) => {
-                io::Error::new(io::ErrorKind::ConnectionAborted, format!("{what}: sftp connection lost: {msg}"))
-            }
+            Failure::Link(msg) => io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("{what}: sftp connection lost: {msg}"),
+            ),
         }
     }
 }
@@ -85,16 +88,25 @@ mod tests {
     #[test]
     fn sftp_statuses_map_to_the_io_kinds_the_sender_tests() {
         assert_eq!(kind_of(SftpErrorKind::NoSuchFile), io::ErrorKind::NotFound);
-        assert_eq!(kind_of(SftpErrorKind::PermDenied), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            kind_of(SftpErrorKind::PermDenied),
+            io::ErrorKind::PermissionDenied
+        );
         assert_eq!(kind_of(SftpErrorKind::Failure), io::ErrorKind::Other);
-        assert_eq!(kind_of(SftpErrorKind::OpUnsupported), io::ErrorKind::Unsupported);
+        assert_eq!(
+            kind_of(SftpErrorKind::OpUnsupported),
+            io::ErrorKind::Unsupported
+        );
     }
 
     #[test]
     fn a_channel_error_is_a_lost_connection_never_a_not_found() {
         // An i/o error of kind NotFound on the channel must not read as
         // "remote path absent" (the sender would skip a rename).
-        let f = Failure::of(SftpError::IOError(io::Error::new(io::ErrorKind::NotFound, "socket gone")));
+        let f = Failure::of(SftpError::IOError(io::Error::new(
+            io::ErrorKind::NotFound,
+            "socket gone",
+        )));
         assert!(matches!(f, Failure::Link(_)));
         let e = f.into_io("sftp rename a");
         assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
@@ -103,7 +115,13 @@ mod tests {
     #[test]
     fn wrapped_io_errors_from_the_compat_file_are_unwrapped() {
         let wrapped = io::Error::other(SftpError::UnsupportedExtension(&"fsync"));
-        assert!(matches!(Failure::of_io(wrapped), Failure::Status(SftpErrorKind::OpUnsupported, _)));
-        assert!(matches!(Failure::of_io(io::Error::from(io::ErrorKind::BrokenPipe)), Failure::Link(_)));
+        assert!(matches!(
+            Failure::of_io(wrapped),
+            Failure::Status(SftpErrorKind::OpUnsupported, _)
+        ));
+        assert!(matches!(
+            Failure::of_io(io::Error::from(io::ErrorKind::BrokenPipe)),
+            Failure::Link(_)
+        ));
     }
 }

@@ -57,7 +57,10 @@ impl SshTarget {
             args.push(b);
         };
         opt("-o", "BatchMode=yes".into());
-        opt("-o", format!("ConnectTimeout={}", connect_timeout.as_secs().max(1)).into());
+        opt(
+            "-o",
+            format!("ConnectTimeout={}", connect_timeout.as_secs().max(1)).into(),
+        );
         if let Some(cfg) = &self.ssh_config {
             opt("-F", cfg.into());
         }
@@ -80,7 +83,10 @@ impl SshTarget {
 pub fn process_control_dir() -> io::Result<PathBuf> {
     let user_dir = user_control_dir()?;
     let dir = user_dir.join(std::process::id().to_string());
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
     Ok(dir)
 }
 
@@ -93,13 +99,21 @@ fn user_control_dir() -> io::Result<PathBuf> {
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", dir.display()),
+            ))
+        }
     }
     let meta = std::fs::symlink_metadata(&dir)?;
     if !meta.is_dir() || meta.uid() != uid {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("{} is not a directory owned by uid {uid}; remove it", dir.display()),
+            format!(
+                "{} is not a directory owned by uid {uid}; remove it",
+                dir.display()
+            ),
         ));
     }
     if meta.permissions().mode() & 0o077 != 0 {
@@ -110,22 +124,36 @@ fn user_control_dir() -> io::Result<PathBuf> {
 
 /// Whether process `pid` is alive (EPERM means alive, someone else's).
 fn pid_alive(pid: i32) -> bool {
-    !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 static SWEPT: AtomicBool = AtomicBool::new(false);
 
-/// Once per process: stops the masters left by dead pitcher processes of this
-/// user and removes their control directories.
+/// Once per process, before its first connection: [`sweep_stale`].
 pub async fn sweep_stale_once() {
-    if SWEPT.swap(true, Ordering::SeqCst) {
-        return;
+    if !SWEPT.swap(true, Ordering::SeqCst) {
+        sweep_stale().await;
     }
-    let Ok(user_dir) = user_control_dir() else { return };
-    let Ok(entries) = std::fs::read_dir(&user_dir) else { return };
+}
+
+/// Stops the ssh masters left by dead pitcher processes of this user (a
+/// kill -9 gives no chance to stop them) and removes their control
+/// directories. Directories of live processes are left alone.
+pub async fn sweep_stale() {
+    let Ok(user_dir) = user_control_dir() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&user_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if pid_alive(pid) {
             continue;
         }
@@ -135,7 +163,10 @@ pub async fn sweep_stale_once() {
             // gone, and the dead process's sessions are gone already.
             let stop = Session::resume_mux(socket.clone().into_boxed_path(), None).close();
             match tokio::time::timeout(Duration::from_secs(5), stop).await {
-                Ok(Ok(())) => tracing::info!("stopped the ssh master {} of dead process {pid}", socket.display()),
+                Ok(Ok(())) => tracing::info!(
+                    "stopped the ssh master {} of dead process {pid}",
+                    socket.display()
+                ),
                 _ => tracing::debug!("no live ssh master at {}", socket.display()),
             }
         }
@@ -147,24 +178,43 @@ pub async fn sweep_stale_once() {
 
 /// The `*/master` sockets under a process control directory.
 fn master_sockets(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries.flatten().map(|e| e.path().join("master")).filter(|p| p.exists()).collect()
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path().join("master"))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 /// Starts an ssh master for `target`; returns the session (whose drop stops
 /// the master and removes its directory) and the control socket path.
 pub async fn launch(target: &SshTarget, timeout: Duration) -> io::Result<(Session, PathBuf)> {
     sweep_stale_once().await;
-    let tmp = tempfile::Builder::new().prefix("m").tempdir_in(process_control_dir()?)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("m")
+        .tempdir_in(process_control_dir()?)?;
     let ctl = tmp.path().join("master");
     let log = tmp.path().join("log");
     if target.host.is_empty() || target.host.starts_with('-') {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad ssh host '{}'", target.host)));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad ssh host '{}'", target.host),
+        ));
     }
     let mut cmd = tokio::process::Command::new("ssh");
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
-    cmd.arg("-E").arg(&log).arg("-S").arg(&ctl).args(["-M", "-f", "-N"]);
-    cmd.arg("-o").arg(format!("ControlPersist={CONTROL_PERSIST_SECS}s"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    cmd.arg("-E")
+        .arg(&log)
+        .arg("-S")
+        .arg(&ctl)
+        .args(["-M", "-f", "-N"]);
+    cmd.arg("-o")
+        .arg(format!("ControlPersist={CONTROL_PERSIST_SECS}s"));
     cmd.args(target.connection_args(timeout));
     cmd.arg("--").arg(&target.host);
     // -f: ssh forks once authenticated, so this returns when the master is up.
@@ -173,13 +223,20 @@ pub async fn launch(target: &SshTarget, timeout: Duration) -> io::Result<(Sessio
         Err(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("ssh to {} did not connect within {:?}", target.host, timeout),
+                format!(
+                    "ssh to {} did not connect within {:?}",
+                    target.host, timeout
+                ),
             ))
         }
     };
     if !status.success() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let why = text.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no message").to_string();
+        let why = text
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no message")
+            .to_string();
         return Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
             format!("ssh to {} failed ({status}): {why}", target.host),
@@ -193,11 +250,19 @@ mod tests {
     use super::*;
 
     fn target() -> SshTarget {
-        SshTarget { host: "hpfx".into(), user: None, port: None, ssh_config: None, keyfile: None }
+        SshTarget {
+            host: "hpfx".into(),
+            user: None,
+            port: None,
+            ssh_config: None,
+            keyfile: None,
+        }
     }
 
     fn strings(args: Vec<std::ffi::OsString>) -> Vec<String> {
-        args.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+        args.into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     #[test]
@@ -221,7 +286,10 @@ mod tests {
         assert!(joined.contains("ConnectTimeout=1"), "{joined}");
         assert!(joined.contains("-F /etc/p/ssh_config"), "{joined}");
         assert!(joined.contains("-l peter -p 2222"), "{joined}");
-        assert!(joined.contains("-o IdentitiesOnly=yes -i /k/id"), "{joined}");
+        assert!(
+            joined.contains("-o IdentitiesOnly=yes -i /k/id"),
+            "{joined}"
+        );
     }
 
     #[test]

@@ -36,7 +36,11 @@ fn parent(p: &str) -> Option<&str> {
 /// `lstat` (or `stat` if `follow`); `Ok(None)` when the path is absent.
 async fn metadata(c: &Connection, path: &str, follow: bool) -> Result<Option<MetaData>, Failure> {
     let mut fs = c.sftp.fs();
-    let r = if follow { fs.metadata(path).await } else { fs.symlink_metadata(path).await };
+    let r = if follow {
+        fs.metadata(path).await
+    } else {
+        fs.symlink_metadata(path).await
+    };
     match r.map_err(Failure::of) {
         Ok(m) => Ok(Some(m)),
         Err(f) if f.is_not_found() => Ok(None),
@@ -58,7 +62,10 @@ async fn mkdirs(c: &Connection, dir: &str, mode: u32, what: &str) -> io::Result<
         match metadata(c, here, true).await.map_err(|f| c.fail(f, what))? {
             Some(m) if is_dir(&m) => break,
             Some(_) => {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{what}: {here} is not a directory")))
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{what}: {here} is not a directory"),
+                ))
             }
             None => missing.push(here),
         }
@@ -98,7 +105,14 @@ async fn read_full(src: &mut tokio::fs::File, buf: &mut [u8]) -> io::Result<usiz
 
 /// Opens `remote` for writing as `mode` says and copies `src` into it,
 /// with up to [`WRITE_WINDOW`] write requests in flight.
-async fn put(c: &Connection, src: &mut tokio::fs::File, local: &Path, remote: &str, mode: PutMode, what: &str) -> io::Result<u64> {
+async fn put(
+    c: &Connection,
+    src: &mut tokio::fs::File,
+    local: &Path,
+    remote: &str,
+    mode: PutMode,
+    what: &str,
+) -> io::Result<u64> {
     let mut options = c.sftp.options();
     options.write(true);
     match mode {
@@ -110,13 +124,24 @@ async fn put(c: &Connection, src: &mut tokio::fs::File, local: &Path, remote: &s
         Err(e) => {
             let f = Failure::of(e);
             // sftp-server reports an EXCL open of an existing path as FAILURE.
-            if mode == PutMode::CreateNew && f.is_generic_failure() && metadata(c, remote, false).await.is_ok_and(|m| m.is_some()) {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{what}: exists already")));
+            if mode == PutMode::CreateNew
+                && f.is_generic_failure()
+                && metadata(c, remote, false).await.is_ok_and(|m| m.is_some())
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{what}: exists already"),
+                ));
             }
             return Err(c.fail(f, what));
         }
     };
-    let local_err = |e: io::Error| io::Error::new(e.kind(), format!("{what}: reading {}: {e}", local.display()));
+    let local_err = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("{what}: reading {}: {e}", local.display()),
+        )
+    };
     let chunk = WRITE_CHUNK;
     let mut buf = vec![0u8; chunk];
     let mut offset = 0u64;
@@ -128,7 +153,9 @@ async fn put(c: &Connection, src: &mut tokio::fs::File, local: &Path, remote: &s
         }
         if offset == 0 && n < chunk {
             // The whole file in one request, the common small-file case.
-            file.write_all(&buf[..n]).await.map_err(|e| c.fail(Failure::of(e), what))?;
+            file.write_all(&buf[..n])
+                .await
+                .map_err(|e| c.fail(Failure::of(e), what))?;
             offset = n as u64;
             break;
         }
@@ -144,7 +171,9 @@ async fn put(c: &Connection, src: &mut tokio::fs::File, local: &Path, remote: &s
     while !pending.is_empty() {
         join_one(c, &mut pending, what).await?;
     }
-    file.close().await.map_err(|e| c.fail(Failure::of(e), what))?;
+    file.close()
+        .await
+        .map_err(|e| c.fail(Failure::of(e), what))?;
     Ok(offset)
 }
 
@@ -157,20 +186,34 @@ async fn join_one(
     match pending.join_next().await {
         Some(Ok(Ok(()))) | None => Ok(()),
         Some(Ok(Err(e))) => Err(c.fail(Failure::of(e), what)),
-        Some(Err(join)) => Err(io::Error::other(format!("{what}: write task failed: {join}"))),
+        Some(Err(join)) => Err(io::Error::other(format!(
+            "{what}: write task failed: {join}"
+        ))),
     }
 }
 
 /// Copies `remote` into the local file `local`.
 async fn get(c: &Connection, remote: &str, local: &Path, what: &str) -> io::Result<u64> {
-    let file = c.sftp.open(remote).await.map_err(|e| c.fail(Failure::of(e), what))?;
+    let file = c
+        .sftp
+        .open(remote)
+        .await
+        .map_err(|e| c.fail(Failure::of(e), what))?;
     let mut input = Box::pin(TokioCompatFile::new(file));
-    let local_err = |e: io::Error| io::Error::new(e.kind(), format!("{what}: writing {}: {e}", local.display()));
+    let local_err = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("{what}: writing {}: {e}", local.display()),
+        )
+    };
     let mut out = tokio::fs::File::create(local).await.map_err(local_err)?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = input.read(&mut buf).await.map_err(|e| c.fail(Failure::of_io(e), what))?;
+        let n = input
+            .read(&mut buf)
+            .await
+            .map_err(|e| c.fail(Failure::of_io(e), what))?;
         if n == 0 {
             break;
         }
@@ -191,7 +234,10 @@ fn absent_is_ok(r: Result<(), openssh_sftp_client::Error>) -> Result<(), Failure
 
 fn timestamp(t: SystemTime, what: &str) -> io::Result<UnixTimeStamp> {
     UnixTimeStamp::new(t).map_err(|_| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: time {t:?} does not fit SFTP v3 (1970..2106)"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what}: time {t:?} does not fit SFTP v3 (1970..2106)"),
+        )
     })
 }
 
@@ -204,7 +250,13 @@ impl Transport for SftpTransport {
         }
         let what = format!("sftp mkdirs {}:{dir}", self.host());
         let c = self.connection().await?;
-        self.bounded(&c, self.timeout, || what.clone(), mkdirs(&c, dir, mode, &what)).await
+        self.bounded(
+            &c,
+            self.timeout,
+            || what.clone(),
+            mkdirs(&c, dir, mode, &what),
+        )
+        .await
     }
 
     async fn put(&self, local: &Path, remote: &str, mode: PutMode) -> io::Result<u64> {
@@ -214,8 +266,13 @@ impl Transport for SftpTransport {
             .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
         let size = src.metadata().await?.len();
         let c = self.connection().await?;
-        self.bounded(&c, self.data_timeout(size), || what.clone(), put(&c, &mut src, local, remote, mode, &what))
-            .await
+        self.bounded(
+            &c,
+            self.data_timeout(size),
+            || what.clone(),
+            put(&c, &mut src, local, remote, mode, &what),
+        )
+        .await
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
@@ -227,7 +284,9 @@ impl Transport for SftpTransport {
                 // Plain SSH_FXP_RENAME will not replace: clear the way (not atomic).
                 absent_is_ok(fs.remove_file(to).await).map_err(|f| c.fail(f, &what))?;
             }
-            fs.rename(from, to).await.map_err(|e| c.fail(Failure::of(e), &what))
+            fs.rename(from, to)
+                .await
+                .map_err(|e| c.fail(Failure::of(e), &what))
         })
         .await
     }
@@ -256,12 +315,19 @@ impl Transport for SftpTransport {
         self.bounded(&c, self.timeout, || what.clone(), async {
             let mut fs = c.sftp.fs();
             absent_is_ok(fs.remove_file(path).await).map_err(|f| c.fail(f, &what))?;
-            fs.symlink(target, path).await.map_err(|e| c.fail(Failure::of(e), &what))
+            fs.symlink(target, path)
+                .await
+                .map_err(|e| c.fail(Failure::of(e), &what))
         })
         .await
     }
 
-    async fn setstat(&self, path: &str, mode: Option<u32>, times: Option<(SystemTime, SystemTime)>) -> io::Result<()> {
+    async fn setstat(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        times: Option<(SystemTime, SystemTime)>,
+    ) -> io::Result<()> {
         let what = format!("sftp setstat {}:{path}", self.host());
         let mut attrs = MetaDataBuilder::new();
         if let Some(m) = mode {
@@ -275,7 +341,11 @@ impl Transport for SftpTransport {
         }
         let c = self.connection().await?;
         self.bounded(&c, self.timeout, || what.clone(), async {
-            c.sftp.fs().set_metadata(path, attrs.create()).await.map_err(|e| c.fail(Failure::of(e), &what))
+            c.sftp
+                .fs()
+                .set_metadata(path, attrs.create())
+                .await
+                .map_err(|e| c.fail(Failure::of(e), &what))
         })
         .await
     }
@@ -285,7 +355,9 @@ impl Transport for SftpTransport {
         let c = self.connection().await?;
         let m = self
             .bounded(&c, self.timeout, || what.clone(), async {
-                metadata(&c, path, false).await.map_err(|f| c.fail(f, &what))
+                metadata(&c, path, false)
+                    .await
+                    .map_err(|f| c.fail(f, &what))
             })
             .await?;
         Ok(m.map(|m| RemoteStat {
@@ -300,12 +372,20 @@ impl Transport for SftpTransport {
         let c = self.connection().await?;
         let size = self
             .bounded(&c, self.timeout, || what.clone(), async {
-                metadata(&c, remote, true).await.map_err(|f| c.fail(f, &what))
+                metadata(&c, remote, true)
+                    .await
+                    .map_err(|f| c.fail(f, &what))
             })
             .await?
             .and_then(|m| m.len())
             .unwrap_or(0);
-        self.bounded(&c, self.data_timeout(size), || what.clone(), get(&c, remote, local, &what)).await
+        self.bounded(
+            &c,
+            self.data_timeout(size),
+            || what.clone(),
+            get(&c, remote, local, &what),
+        )
+        .await
     }
 
     async fn put_large(&self, local: &Path, remote: &str, accel_command: &str) -> io::Result<u64> {
