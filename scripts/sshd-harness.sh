@@ -7,6 +7,10 @@
 #   scripts/sshd-harness.sh env     print the exports the tests read, e.g.
 #                                   eval "$(scripts/sshd-harness.sh env)"
 #   scripts/sshd-harness.sh status  exit 0 if the harness sshd is running
+#   scripts/sshd-harness.sh test    start, then run tests/sftp_transport.rs
+#                                   (its #[ignore]d tests included)
+#   scripts/sshd-harness.sh bench   start, then print the sftp/scp figures
+#   scripts/sshd-harness.sh kill    kill -9 sshd and its sessions (tests use it)
 #
 # Settings (environment):
 #   PITCHER_SSHD_DIR   throwaway dir for keys, configs, logs (/tmp/pitcher-sshd)
@@ -164,6 +168,13 @@ export PITCHER_SSHD_KEY=$DIR/id_ed25519
 EOF
 }
 
+cargo_test() {
+    start
+    eval "$(env_exports)"
+    cd "$(dirname "$0")/.."
+    cargo test --test sftp_transport -- --include-ignored "$@"
+}
+
 case ${1:-} in
     start) start ;;
     stop) stop TERM ;;
@@ -171,5 +182,7 @@ case ${1:-} in
     restart) stop TERM; start ;;
     env) env_exports ;;
     status) running ;;
-    *) die "usage: $0 start|stop|kill|restart|env|status" ;;
+    test) shift; cargo_test --skip benchmark_ "$@" ;;
+    bench) shift; cargo_test --exact benchmark_against_sftp_batch_and_scp --nocapture "$@" ;;
+    *) die "usage: $0 start|stop|kill|restart|env|status|test|bench" ;;
 esac
