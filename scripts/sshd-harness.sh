@@ -100,7 +100,17 @@ Host hpfx
     IdentitiesOnly yes
     UserKnownHostsFile $DIR/known_hosts
     StrictHostKeyChecking yes
-    # The loopback host under its own name, so sftp://user@127.0.0.1:port/ works too.
+# The same server reached through a jump host (itself): ProxyJump from the config.
+Host hpfx-jump
+    HostName 127.0.0.1
+    Port $PORT
+    User $TUSER
+    IdentityFile $DIR/id_ed25519
+    IdentitiesOnly yes
+    UserKnownHostsFile $DIR/known_hosts
+    StrictHostKeyChecking yes
+    ProxyJump hpfx
+# The loopback host under its own name, so sftp://user@127.0.0.1:port/ works too.
 Host 127.0.0.1
     IdentityFile $DIR/id_ed25519
     IdentitiesOnly yes
@@ -183,6 +193,6 @@ case ${1:-} in
     env) env_exports ;;
     status) running ;;
     test) shift; cargo_test --skip benchmark_ "$@" ;;
-    bench) shift; cargo_test --exact benchmark_against_sftp_batch_and_scp --nocapture "$@" ;;
+    bench) shift; cargo_test --exact bench::benchmark_against_sftp_batch_and_scp --nocapture "$@" ;;
     *) die "usage: $0 start|stop|kill|restart|env|status|test|bench" ;;
 esac

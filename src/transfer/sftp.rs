@@ -43,11 +43,17 @@ use std::time::{Duration, Instant};
 /// without failing a call first.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
 
+/// Accelerated copies running at once over one master. Each is an ssh
+/// session on the master, and sshd's default `MaxSessions` is 10, one of
+/// which the SFTP channel holds; more would fail with "channel open failed".
+const ACCEL_SESSIONS: usize = 8;
+
 /// Sends to (and fetches from) a host over SFTP through OpenSSH.
 pub struct SftpTransport {
     target: SshTarget,
     timeout: Duration,
     link: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    accel_slots: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for SftpTransport {
@@ -160,6 +166,7 @@ impl SftpTransport {
             target: target_of(send_to, opts)?,
             timeout: opts.timeout,
             link: tokio::sync::Mutex::new(None),
+            accel_slots: tokio::sync::Semaphore::new(ACCEL_SESSIONS),
         })
     }
 
@@ -297,7 +304,8 @@ impl SftpTransport {
     /// `-o ControlPath=<socket> -o BatchMode=yes [-F <ssh_config>]` are
     /// inserted after the program name, `%s` becomes the absolute local
     /// path and `%d` `[user@]host:remote`. Returns the local file's size.
-    /// The copy is killed after the timeout plus one second per MiB.
+    /// The copy is killed after the timeout plus one second per MiB. At most
+    /// 8 run at once per transport (sshd's MaxSessions); others wait.
     pub async fn put_accelerated(
         &self,
         local: &Path,
@@ -315,6 +323,11 @@ impl SftpTransport {
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", local.display())))?
             .len();
+        let _slot = self
+            .accel_slots
+            .acquire()
+            .await
+            .map_err(|_| io::Error::other("accel slots closed"))?;
         let c = self.connection().await?;
         let mut extra: Vec<OsString> = vec![
             "-o".into(),
