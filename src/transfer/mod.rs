@@ -114,3 +114,31 @@ pub fn for_url_with(send_to: &str, opts: &TransportOptions) -> io::Result<Box<dy
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sftp_send_to_gives_a_transport_that_connects_only_when_used() {
+        // An unresolvable host: creating the transport must not touch the network.
+        let t = for_url_with("sftp://pitcher-no-such-host.invalid/", &TransportOptions::default());
+        assert!(t.is_ok());
+        let e = for_url_with("ftp://host/", &TransportOptions::default()).err().expect("ftp: is unknown");
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        let e = for_url_with("sftp://", &TransportOptions::default()).err().expect("no host");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn put_large_of_a_transport_without_accel_is_a_plain_put() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::write(&src, b"large enough").expect("write");
+        std::fs::create_dir(dir.path().join("dst")).expect("mkdir");
+        let t = file::FileTransport::new(dir.path().join("dst"));
+        let n = t.put_large(&src, "/f", "/bin/false %s %d").await.expect("put_large");
+        assert_eq!(n, 12);
+        assert_eq!(std::fs::read(dir.path().join("dst/f")).expect("read"), b"large enough");
+    }
+}
