@@ -8,8 +8,13 @@
 //! rename whose old name is absent) from the rest.
 //!
 //! * [`file`]: `file:` — a local or NFS-mounted directory.
+//! * [`sftp`]: `sftp://` — SFTP through the system OpenSSH client (ssh config
+//!   aliases, keys, ProxyJump), with large files through scp.
+//! * [`accel`]: running an accel command (`accelScpCommand`) for large files.
 
+pub mod accel;
 pub mod file;
+pub mod sftp;
 
 use async_trait::async_trait;
 use std::io;
@@ -51,61 +56,89 @@ pub trait Transport: Send + Sync {
     /// Makes `path` a symbolic link to `target`, replacing what was there.
     async fn symlink(&self, target: &str, path: &str) -> io::Result<()>;
     /// Sets the mode and/or the (atime, mtime) of `path`.
-    async fn setstat(
-        &self,
-        path: &str,
-        mode: Option<u32>,
-        times: Option<(SystemTime, SystemTime)>,
-    ) -> io::Result<()>;
+    async fn setstat(&self, path: &str, mode: Option<u32>, times: Option<(SystemTime, SystemTime)>) -> io::Result<()>;
     /// Stats `path` (not following a final symlink); `None` if absent.
     async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>>;
     /// Copies `remote` into the local file `local`; returns the bytes read.
     async fn get(&self, remote: &str, local: &Path) -> io::Result<u64>;
-    /// Copies a large local file to `remote` (replacing it) with the
-    /// accelerator command (`accelScpCommand`) where the transport has one.
+    /// Copies a large local file (size ≥ accelThreshold) to `remote`,
+    /// replacing it, with `accel_command` (e.g. accelScpCommand
+    /// `/usr/bin/scp %s %d`) where the transport has a faster path; returns
+    /// the bytes written. The default is a plain [`Transport::put`].
     async fn put_large(&self, local: &Path, remote: &str, accel_command: &str) -> io::Result<u64> {
         let _ = accel_command;
         self.put(local, remote, PutMode::Replace).await
     }
 }
 
-/// How transports reach their servers.
-#[derive(Debug, Clone)]
+/// How a transport reaches its destination, beyond the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransportOptions {
-    /// The ssh_config file given to ssh with `-F` (`sshConfig`, or
-    /// `PITCHER_SSH_CONFIG`); ssh's own lookup when `None`.
+    /// The ssh_config file ssh is given with `-F` (`sshConfig`); `None`
+    /// leaves ssh to read `~/.ssh/config`.
     pub ssh_config: Option<PathBuf>,
-    /// How long one operation may take.
+    /// The bound on one operation (`timeout`); data transfers get one more
+    /// second per MiB.
     pub timeout: Duration,
-    /// The key file from credentials.conf, if any.
+    /// A key to log in with (credentials.conf `ssh_keyfile`), used alone.
     pub ssh_keyfile: Option<PathBuf>,
 }
 
 impl Default for TransportOptions {
-    fn default() -> Self {
+    /// sr3's `timeout` of 300 s, no key, and the ssh config from
+    /// `PITCHER_SSH_CONFIG` when that is set and not empty.
+    fn default() -> TransportOptions {
         TransportOptions {
-            ssh_config: std::env::var_os("PITCHER_SSH_CONFIG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            ssh_config: std::env::var_os("PITCHER_SSH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from),
             timeout: Duration::from_secs(300),
             ssh_keyfile: None,
         }
     }
 }
 
-/// The transport for a `sendTo` URL, with default options.
+/// The transport for a `sendTo` URL, with default [`TransportOptions`].
 pub fn for_url(send_to: &str) -> io::Result<Box<dyn Transport>> {
     for_url_with(send_to, &TransportOptions::default())
 }
 
-/// The transport for a `sendTo` (or baseUrl) URL.
-pub fn for_url_with(send_to: &str, _opts: &TransportOptions) -> io::Result<Box<dyn Transport>> {
+/// The transport for a `sendTo` URL. Nothing connects yet: network
+/// transports connect on first use (and reconnect after a failure).
+pub fn for_url_with(send_to: &str, opts: &TransportOptions) -> io::Result<Box<dyn Transport>> {
     let scheme = send_to.split(':').next().unwrap_or("");
     match scheme {
         "file" => Ok(Box::new(file::FileTransport::new(file::root_of(send_to)))),
+        "sftp" => Ok(Box::new(sftp::SftpTransport::new(send_to, opts)?)),
         other => Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("sendTo scheme '{other}:' is not supported (known: file:)"),
+            format!("sendTo scheme '{other}:' is not supported (known: file:, sftp:)"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sftp_send_to_gives_a_transport_that_connects_only_when_used() {
+        // An unresolvable host: creating the transport must not touch the network.
+        let t = for_url_with("sftp://pitcher-no-such-host.invalid/", &TransportOptions::default());
+        assert!(t.is_ok());
+        let e = for_url_with("ftp://host/", &TransportOptions::default()).err().expect("ftp: is unknown");
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        let e = for_url_with("sftp://", &TransportOptions::default()).err().expect("no host");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn put_large_of_a_transport_without_accel_is_a_plain_put() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::write(&src, b"large enough").expect("write");
+        std::fs::create_dir(dir.path().join("dst")).expect("mkdir");
+        let t = file::FileTransport::new(dir.path().join("dst"));
+        let n = t.put_large(&src, "/f", "/bin/false %s %d").await.expect("put_large");
+        assert_eq!(n, 12);
+        assert_eq!(std::fs::read(dir.path().join("dst/f")).expect("read"), b"large enough");
     }
 }
