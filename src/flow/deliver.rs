@@ -260,7 +260,7 @@ async fn copy_file(
             }
             make_dirs(t, cfg, dest).await?;
             let large =
-                cfg.accel_threshold > 0 && msg.size.is_some_and(|s| s > cfg.accel_threshold);
+                cfg.accel_threshold > 0 && msg.size.is_some_and(|s| s >= cfg.accel_threshold);
             if temp == final_path {
                 put(t, &local, &final_path, PutMode::Replace, large, cfg).await?
             } else {

@@ -56,7 +56,12 @@ pub trait Transport: Send + Sync {
     /// Makes `path` a symbolic link to `target`, replacing what was there.
     async fn symlink(&self, target: &str, path: &str) -> io::Result<()>;
     /// Sets the mode and/or the (atime, mtime) of `path`.
-    async fn setstat(&self, path: &str, mode: Option<u32>, times: Option<(SystemTime, SystemTime)>) -> io::Result<()>;
+    async fn setstat(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        times: Option<(SystemTime, SystemTime)>,
+    ) -> io::Result<()>;
     /// Stats `path` (not following a final symlink); `None` if absent.
     async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>>;
     /// Copies `remote` into the local file `local`; returns the bytes read.
@@ -89,7 +94,9 @@ impl Default for TransportOptions {
     /// `PITCHER_SSH_CONFIG` when that is set and not empty.
     fn default() -> TransportOptions {
         TransportOptions {
-            ssh_config: std::env::var_os("PITCHER_SSH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from),
+            ssh_config: std::env::var_os("PITCHER_SSH_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             timeout: Duration::from_secs(300),
             ssh_keyfile: None,
         }
@@ -122,11 +129,18 @@ mod tests {
     #[test]
     fn sftp_send_to_gives_a_transport_that_connects_only_when_used() {
         // An unresolvable host: creating the transport must not touch the network.
-        let t = for_url_with("sftp://pitcher-no-such-host.invalid/", &TransportOptions::default());
+        let t = for_url_with(
+            "sftp://pitcher-no-such-host.invalid/",
+            &TransportOptions::default(),
+        );
         assert!(t.is_ok());
-        let e = for_url_with("ftp://host/", &TransportOptions::default()).err().expect("ftp: is unknown");
+        let e = for_url_with("ftp://host/", &TransportOptions::default())
+            .err()
+            .expect("ftp: is unknown");
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
-        let e = for_url_with("sftp://", &TransportOptions::default()).err().expect("no host");
+        let e = for_url_with("sftp://", &TransportOptions::default())
+            .err()
+            .expect("no host");
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
@@ -137,8 +151,14 @@ mod tests {
         std::fs::write(&src, b"large enough").expect("write");
         std::fs::create_dir(dir.path().join("dst")).expect("mkdir");
         let t = file::FileTransport::new(dir.path().join("dst"));
-        let n = t.put_large(&src, "/f", "/bin/false %s %d").await.expect("put_large");
+        let n = t
+            .put_large(&src, "/f", "/bin/false %s %d")
+            .await
+            .expect("put_large");
         assert_eq!(n, 12);
-        assert_eq!(std::fs::read(dir.path().join("dst/f")).expect("read"), b"large enough");
+        assert_eq!(
+            std::fs::read(dir.path().join("dst/f")).expect("read"),
+            b"large enough"
+        );
     }
 }

@@ -1,0 +1,219 @@
+//! The tutorial's sender, unchanged but for names, against a real OpenSSH
+//! sshd on loopback (started by scripts/sshd-harness.sh, which the test
+//! script runs): `sendTo sftp://hpfx` through a Host alias, `instances 5`,
+//! `accelThreshold 1M` (scp for large files), `inflight .tmp`.
+//!
+//! These need the harness, so a bare `cargo test` skips them (ignored);
+//! `bash scripts/test.sh` runs them, and they fail loudly without it.
+
+mod common;
+
+use common::{content, wait_until, Env};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Taken for writing by the test that kills sshd, for reading by the rest.
+static SSHD: RwLock<()> = RwLock::new(());
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn remote_home() -> PathBuf {
+    let v = std::env::var("PITCHER_SSHD_HOME").expect(
+        "PITCHER_SSHD_HOME is not set: these tests need the loopback sshd; run `bash scripts/test.sh` \
+         (or `eval \"$(bash scripts/sshd-harness.sh env)\"` after `bash scripts/sshd-harness.sh start`)",
+    );
+    std::env::var("PITCHER_SSH_CONFIG")
+        .expect("PITCHER_SSH_CONFIG is not set (see scripts/sshd-harness.sh)");
+    PathBuf::from(v)
+}
+
+/// A unique directory under the remote user's `on_hpfx`, removed at the end.
+struct Remote(PathBuf);
+
+impl Remote {
+    fn new(tag: &str) -> Remote {
+        let p = remote_home()
+            .join("on_hpfx")
+            .join(format!("{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        Remote(p)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The tutorial's watch (on the embedded broker) and its sender, with the
+/// destination under `remote`.
+fn tutorial(env: &Env, remote: &Path, instances: u32) {
+    env.write_config(
+        "watch/to_hpfx.conf",
+        &format!(
+            "post_broker local:\npost_exchange xs_pas037_loli_bob_to_hpfx\n\npost_baseUrl file:{hot}\npath {hot}\n\nnodupe_ttl on\n\n# exclude working files (that end in .tmp)\nreject .*.tmp$\naccept .*\n",
+            hot = env.hot.display()
+        ),
+    );
+    env.write_config(
+        "sender/to_hpfx.conf",
+        &format!(
+            "broker local:\nexchange xs_pas037_loli_bob_to_hpfx\n\n# sento host should match Host in ~/.ssh/config\nsendTo sftp://hpfx\n\n\
+             instances {instances}\n\naccelThreshold 1M\n\ninflight .tmp\n\nnodupe_ttl on\n\nreject .*.tmp$\naccept .*\n\n\
+             post_baseUrl sftp://pas037@hpfx.collab.science.gc.ca/on_hpfx\n\npost_baseDir {remote}\n",
+            remote = remote.display()
+        ),
+    );
+}
+
+/// Waits until `remote` holds exactly `expected` (no .tmp), else panics.
+fn assert_remote(env: &Env, remote: &Path, expected: &BTreeMap<String, Vec<u8>>) {
+    let ok = wait_until(LIMIT, || &common::tree(remote) == expected);
+    if !ok {
+        let got = common::tree(remote);
+        let missing: Vec<_> = expected
+            .keys()
+            .filter(|k| !got.contains_key(*k))
+            .take(10)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .take(10)
+            .collect();
+        let tail: Vec<String> = env
+            .logs()
+            .lines()
+            .rev()
+            .take(40)
+            .map(String::from)
+            .collect();
+        panic!(
+            "remote has {} of {}; missing {missing:?}; extra {extra:?}\n{}",
+            got.len(),
+            expected.len(),
+            tail.join("\n")
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the loopback sshd: bash scripts/test.sh"]
+fn tutorial_sender_delivers_2000_small_and_5_large_files_over_sftp_and_scp() {
+    let _g = SSHD.read().unwrap();
+    let remote = Remote::new("bulk");
+    let env = Env::new();
+    tutorial(&env, &remote.0, 5);
+    env.ok(&["start"]);
+    let mut expected = BTreeMap::new();
+    for i in 0..2000 {
+        let rel = format!("d{}/e{}/s_{i:04}.dat", i % 10, i % 7);
+        let p = env.hot.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let c = content(i, 1024 + (i * 37) % 4096);
+        std::fs::write(&p, &c).unwrap();
+        expected.insert(rel, c);
+    }
+    for (i, mb) in [50usize, 80, 110, 150, 200].into_iter().enumerate() {
+        let rel = format!("large/l_{i}.bin");
+        std::fs::create_dir_all(env.hot.join("large")).unwrap();
+        let c = content(i + 77, mb * 1_000_000);
+        // Written under a .tmp name and renamed, as careful writers do.
+        std::fs::write(env.hot.join(format!("{rel}.tmp")), &c).unwrap();
+        std::fs::rename(env.hot.join(format!("{rel}.tmp")), env.hot.join(&rel)).unwrap();
+        expected.insert(rel, c);
+    }
+    assert_remote(&env, &remote.0, &expected);
+    let logs = env.logs();
+    assert!(
+        logs.contains("l_4.bin") && logs.contains("sent:"),
+        "no sender log lines"
+    );
+}
+
+#[test]
+#[ignore = "needs the loopback sshd: bash scripts/test.sh"]
+fn deletes_renames_and_awkward_names_over_sftp() {
+    let _g = SSHD.read().unwrap();
+    let remote = Remote::new("names");
+    let env = Env::new();
+    tutorial(&env, &remote.0, 2);
+    env.ok(&["start"]);
+    let names = [
+        "with space.txt",
+        "ünïcödé-文件.txt",
+        "-leading-dash",
+        "--help me",
+        "a:b",
+    ];
+    for n in names {
+        std::fs::write(env.hot.join(n), n.as_bytes()).unwrap();
+    }
+    std::fs::create_dir_all(env.hot.join("sub dir")).unwrap();
+    std::fs::write(env.hot.join("sub dir/gone.txt"), b"bye").unwrap();
+    std::fs::write(env.hot.join("before.txt"), b"renamed").unwrap();
+    std::os::unix::fs::symlink("with space.txt", env.hot.join("link")).unwrap();
+    assert!(wait_until(LIMIT, || remote.0.join("before.txt").exists()
+        && remote.0.join("sub dir/gone.txt").exists()));
+    std::fs::rename(env.hot.join("before.txt"), env.hot.join("after.txt")).unwrap();
+    std::fs::remove_file(env.hot.join("sub dir/gone.txt")).unwrap();
+    std::fs::remove_dir(env.hot.join("sub dir")).unwrap();
+    let mut expected: BTreeMap<String, Vec<u8>> = names
+        .iter()
+        .map(|n| (n.to_string(), n.as_bytes().to_vec()))
+        .collect();
+    expected.insert("after.txt".into(), b"renamed".to_vec());
+    assert_remote(&env, &remote.0, &expected);
+    assert!(
+        wait_until(LIMIT, || !remote.0.join("sub dir").exists()),
+        "rmdir not applied over sftp"
+    );
+    assert_eq!(
+        std::fs::read_link(remote.0.join("link")).unwrap().to_str(),
+        Some("with space.txt")
+    );
+}
+
+#[test]
+#[ignore = "needs the loopback sshd: bash scripts/test.sh"]
+fn sshd_killed_mid_run_and_restarted_loses_nothing() {
+    let _g = SSHD.write().unwrap();
+    let remote = Remote::new("kill");
+    let env = Env::new();
+    tutorial(&env, &remote.0, 3);
+    env.ok(&["start"]);
+    let mut expected = BTreeMap::new();
+    for i in 0..800 {
+        let rel = format!("k{}/f_{i:03}", i % 4);
+        std::fs::create_dir_all(env.hot.join(format!("k{}", i % 4))).unwrap();
+        let c = content(i, 4096);
+        std::fs::write(env.hot.join(&rel), &c).unwrap();
+        expected.insert(rel, c);
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || common::tree(&remote.0).len()
+            > 50),
+        "{}",
+        env.logs()
+    );
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sshd-harness.sh");
+    let run = |arg: &str| {
+        let o = std::process::Command::new("bash")
+            .arg(&harness)
+            .arg(arg)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "harness {arg}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run("kill");
+    std::thread::sleep(Duration::from_secs(3));
+    run("start");
+    assert_remote(&env, &remote.0, &expected);
+}
