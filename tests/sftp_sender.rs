@@ -217,3 +217,72 @@ fn sshd_killed_mid_run_and_restarted_loses_nothing() {
     run("start");
     assert_remote(&env, &remote.0, &expected);
 }
+
+/// ssh processes whose command line names the control directory of `pid`.
+fn masters_of(pid: i32) -> Vec<String> {
+    let needle = format!("/tmp/pitcher-{}/{pid}/", nix::unistd::getuid());
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.starts_with("ssh") && cmd.contains(&needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+#[ignore = "needs the loopback sshd: bash scripts/test.sh"]
+fn no_ssh_master_outlives_a_stopped_or_killed_instance() {
+    let _g = SSHD.read().unwrap();
+    let remote = Remote::new("masters");
+    let env = Env::new();
+    tutorial(&env, &remote.0, 2);
+    env.ok(&["start"]);
+    std::fs::write(env.hot.join("one"), b"1").unwrap();
+    assert!(
+        wait_until(LIMIT, || remote.0.join("one").exists()),
+        "{}",
+        env.logs()
+    );
+    let pids = env.instance_pids("sender/to_hpfx");
+    assert_eq!(pids.len(), 2);
+    let with_master: Vec<i32> = pids
+        .iter()
+        .copied()
+        .filter(|p| !masters_of(*p).is_empty())
+        .collect();
+    assert!(!with_master.is_empty(), "no instance holds an ssh master");
+    // kill -9: the replacement instance sweeps the dead one's master.
+    let victim = with_master[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for i in 0..40 {
+        std::fs::write(env.hot.join(format!("after_{i}")), b"2").unwrap();
+    }
+    assert!(
+        wait_until(LIMIT, || (0..40)
+            .all(|i| remote.0.join(format!("after_{i}")).exists())),
+        "{}",
+        env.logs()
+    );
+    assert!(
+        wait_until(Duration::from_secs(70), || masters_of(victim).is_empty()),
+        "master of killed {victim} left: {:?}",
+        masters_of(victim)
+    );
+    // stop: every instance's master goes with it.
+    let live = env.instance_pids("sender/to_hpfx");
+    env.ok(&["stop"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || live
+            .iter()
+            .all(|p| masters_of(*p).is_empty())),
+        "masters left after stop"
+    );
+}
