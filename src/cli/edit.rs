@@ -32,7 +32,10 @@ pub fn run(paths: &Paths, spec: &str) -> anyhow::Result<ExitCode> {
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {editor}: {e}"))?;
     if !status.success() {
-        anyhow::bail!("{editor} exited with {status}; {} not checked", file.display());
+        anyhow::bail!(
+            "{editor} exited with {status}; {} not checked",
+            file.display()
+        );
     }
     if !file.exists() {
         println!("{component}/{name}: not created");

@@ -10,10 +10,7 @@ use std::process::ExitCode;
 
 /// `pitcher disable configs…` (`disable = true`) or `pitcher enable`.
 pub fn run(paths: &Paths, specs: &[String], disable: bool) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !specs.is_empty(),
-        "name the configs (e.g. sender/to_hpfx)"
-    );
+    anyhow::ensure!(!specs.is_empty(), "name the configs (e.g. sender/to_hpfx)");
     let mut code = ExitCode::SUCCESS;
     for (component, name) in select(paths, specs)? {
         if !supervisor::live_instances(paths, component, &name).is_empty() {

@@ -74,7 +74,11 @@ pub fn run(_paths: &Paths) -> anyhow::Result<ExitCode> {
     }
     for (name, url, note) in [
         ("file", "file:/", "local or NFS-mounted directories"),
-        ("sftp", "sftp://probe@127.0.0.1:1/", "OpenSSH, ~/.ssh/config honoured"),
+        (
+            "sftp",
+            "sftp://probe@127.0.0.1:1/",
+            "OpenSSH, ~/.ssh/config honoured",
+        ),
         ("http", "http://127.0.0.1:1/", "downloads"),
         ("https", "https://127.0.0.1:1/", "downloads over TLS"),
     ] {
@@ -101,9 +105,21 @@ pub fn run(_paths: &Paths) -> anyhow::Result<ExitCode> {
         ("watch", "inotify", "file events on local file systems"),
         ("state", "retry", "on-disk retry queue (SQLite)"),
         ("state", "nodupe", "duplicate suppression cache (SQLite)"),
-        ("ops", "metrics", "Prometheus /metrics (supervise --metrics, PITCHER_METRICS_ADDR)"),
-        ("ops", "logRotate", "instance log rotation (logRotateInterval, logRotateCount)"),
-        ("ops", "byteRateMax", "per-instance data rate limit, paced between files"),
+        (
+            "ops",
+            "metrics",
+            "Prometheus /metrics (supervise --metrics, PITCHER_METRICS_ADDR)",
+        ),
+        (
+            "ops",
+            "logRotate",
+            "instance log rotation (logRotateInterval, logRotateCount)",
+        ),
+        (
+            "ops",
+            "byteRateMax",
+            "per-instance data rate limit, paced between files",
+        ),
         ("ops", "completions", "pitcher completions bash|zsh|fish"),
     ] {
         list.push(Feature {

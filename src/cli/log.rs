@@ -96,11 +96,7 @@ fn last_lines(file: &mut File, n: usize) -> std::io::Result<Vec<u8>> {
         .filter(|(_, b)| **b == b'\n')
         .nth(n.saturating_sub(1))
         .map(|(i, _)| i + 1);
-    let from = if n == 0 {
-        buf.len()
-    } else {
-        cut.unwrap_or(0)
-    };
+    let from = if n == 0 { buf.len() } else { cut.unwrap_or(0) };
     Ok(buf[from..].to_vec())
 }
 

@@ -211,7 +211,11 @@ impl Rotation {
         }
         if let Err(e) = self.rotate() {
             // Keep logging to the old file; try again next period.
-            let _ = writeln!(std::io::stderr(), "cannot rotate {}: {e}", self.path.display());
+            let _ = writeln!(
+                std::io::stderr(),
+                "cannot rotate {}: {e}",
+                self.path.display()
+            );
         }
         self.began = now;
         self.next = self.next_after(now);

@@ -53,7 +53,10 @@ pub fn run(paths: &Paths, args: PostArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let posted = rt.block_on(crate::flow::post::post_once_with(
-        paths, &cfg, &args.paths, &mut tick,
+        paths,
+        &cfg,
+        &args.paths,
+        &mut tick,
     ));
     if let Some(b) = &bar {
         b.finish_and_clear();

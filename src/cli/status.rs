@@ -38,7 +38,11 @@ pub fn watch(paths: &Paths, specs: &[String], every: Duration) -> anyhow::Result
         screen += &render(&report);
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        if out.write_all(screen.as_bytes()).and_then(|_| out.flush()).is_err() {
+        if out
+            .write_all(screen.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             // The reader went away (a closed pipe): nothing left to show.
             break;
         }

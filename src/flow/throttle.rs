@@ -93,7 +93,11 @@ mod tests {
             pace.wait_turn(2_000_000).await;
         }
         // The fifth file starts after four files' worth: 0.8 s.
-        assert!(t0.elapsed() >= Duration::from_millis(800), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(800),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -106,7 +110,11 @@ mod tests {
             tasks.spawn(async move { p.wait_turn(2_000_000).await });
         }
         while tasks.join_next().await.is_some() {}
-        assert!(t0.elapsed() >= Duration::from_millis(600), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(600),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[tokio::test]

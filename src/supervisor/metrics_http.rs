@@ -155,44 +155,152 @@ fn number(v: f64) -> String {
 pub fn exposition(report: &Report) -> String {
     let mut o = String::new();
     let plain = |v: f64| Some((String::new(), v));
-    family(&mut o, report, "pitcher_instances_up", "gauge",
-        "Live instances of the config.", |r| plain(r.running as f64));
-    family(&mut o, report, "pitcher_instances_expected", "gauge",
-        "Instances a started config should have (0 when stopped).", |r| plain(r.expected as f64));
-    family(&mut o, report, "pitcher_messages_received_total", "counter",
-        "Messages received (or file events gathered) by the running instances.", |r| plain(r.received as f64));
-    family(&mut o, report, "pitcher_messages_rejected_total", "counter",
-        "Messages rejected by masks, age or size.", |r| plain(r.rejected as f64));
-    family(&mut o, report, "pitcher_messages_malformed_total", "counter",
-        "Malformed messages set aside.", |r| plain(r.malformed as f64));
-    family(&mut o, report, "pitcher_messages_duplicate_total", "counter",
-        "Duplicates suppressed by nodupe.", |r| plain(r.duplicates as f64));
-    family(&mut o, report, "pitcher_messages_posted_total", "counter",
-        "Messages published on post_exchange.", |r| plain(r.posted as f64));
-    family(&mut o, report, "pitcher_files_total", "counter",
+    family(
+        &mut o,
+        report,
+        "pitcher_instances_up",
+        "gauge",
+        "Live instances of the config.",
+        |r| plain(r.running as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_instances_expected",
+        "gauge",
+        "Instances a started config should have (0 when stopped).",
+        |r| plain(r.expected as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_messages_received_total",
+        "counter",
+        "Messages received (or file events gathered) by the running instances.",
+        |r| plain(r.received as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_messages_rejected_total",
+        "counter",
+        "Messages rejected by masks, age or size.",
+        |r| plain(r.rejected as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_messages_malformed_total",
+        "counter",
+        "Malformed messages set aside.",
+        |r| plain(r.malformed as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_messages_duplicate_total",
+        "counter",
+        "Duplicates suppressed by nodupe.",
+        |r| plain(r.duplicates as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_messages_posted_total",
+        "counter",
+        "Messages published on post_exchange.",
+        |r| plain(r.posted as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_files_total",
+        "counter",
         "Files (and file operations) done; direction out for a sender, in otherwise.",
-        |r| Some((format!(",direction=\"{}\"", direction(r.component)), r.files as f64)));
-    family(&mut o, report, "pitcher_bytes_total", "counter",
+        |r| {
+            Some((
+                format!(",direction=\"{}\"", direction(r.component)),
+                r.files as f64,
+            ))
+        },
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_bytes_total",
+        "counter",
         "Bytes of file data moved; direction out for a sender, in otherwise.",
-        |r| Some((format!(",direction=\"{}\"", direction(r.component)), r.bytes as f64)));
-    family(&mut o, report, "pitcher_transfer_failures_total", "counter",
-        "Transfers that failed and went to the retry queue.", |r| plain(r.failed as f64));
-    family(&mut o, report, "pitcher_errors_total", "counter",
-        "ERROR lines logged by the instances.", |r| plain(r.errors as f64));
-    family(&mut o, report, "pitcher_warnings_total", "counter",
-        "WARN lines logged by the instances.", |r| plain(r.warnings as f64));
-    family(&mut o, report, "pitcher_retry_queue_messages", "gauge",
-        "Messages waiting in the retry queues.", |r| plain(r.retry as f64));
-    family(&mut o, report, "pitcher_queue_messages", "gauge",
+        |r| {
+            Some((
+                format!(",direction=\"{}\"", direction(r.component)),
+                r.bytes as f64,
+            ))
+        },
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_transfer_failures_total",
+        "counter",
+        "Transfers that failed and went to the retry queue.",
+        |r| plain(r.failed as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_errors_total",
+        "counter",
+        "ERROR lines logged by the instances.",
+        |r| plain(r.errors as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_warnings_total",
+        "counter",
+        "WARN lines logged by the instances.",
+        |r| plain(r.warnings as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_retry_queue_messages",
+        "gauge",
+        "Messages waiting in the retry queues.",
+        |r| plain(r.retry as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_queue_messages",
+        "gauge",
         "Messages waiting in the consumed broker queue (ready + unacked).",
-        |r| r.queued.map(|q| (String::new(), q as f64)));
-    family(&mut o, report, "pitcher_last_activity_age_seconds", "gauge",
+        |r| r.queued.map(|q| (String::new(), q as f64)),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_last_activity_age_seconds",
+        "gauge",
         "Seconds since the last file was transferred or posted (else since the last message).",
-        |r| r.last.map(|l| (String::new(), l)));
-    family(&mut o, report, "pitcher_resident_memory_bytes", "gauge",
-        "Resident memory (RSS) of the live instances.", |r| plain(r.rss as f64));
-    family(&mut o, report, "pitcher_cpu_seconds_total", "counter",
-        "CPU time (user + system) of the live instances.", |r| plain(r.cpu_user + r.cpu_system));
+        |r| r.last.map(|l| (String::new(), l)),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_resident_memory_bytes",
+        "gauge",
+        "Resident memory (RSS) of the live instances.",
+        |r| plain(r.rss as f64),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_cpu_seconds_total",
+        "counter",
+        "CPU time (user + system) of the live instances.",
+        |r| plain(r.cpu_user + r.cpu_system),
+    );
     let name = "pitcher_lag_seconds";
     let _ = writeln!(
         o,
@@ -202,11 +310,19 @@ pub fn exposition(report: &Report) -> String {
         let c = escape(&r.config);
         let cum = r.sum.lag_cumulative();
         for (i, bound) in LAG_BUCKETS.iter().enumerate() {
-            let _ = writeln!(o, "{name}_bucket{{config=\"{c}\",le=\"{bound}\"}} {}", cum[i]);
+            let _ = writeln!(
+                o,
+                "{name}_bucket{{config=\"{c}\",le=\"{bound}\"}} {}",
+                cum[i]
+            );
         }
         let count = cum.last().copied().unwrap_or(0);
         let _ = writeln!(o, "{name}_bucket{{config=\"{c}\",le=\"+Inf\"}} {count}");
-        let _ = writeln!(o, "{name}_sum{{config=\"{c}\"}} {}", number(r.sum.lag_total));
+        let _ = writeln!(
+            o,
+            "{name}_sum{{config=\"{c}\"}} {}",
+            number(r.sum.lag_total)
+        );
         let _ = writeln!(o, "{name}_count{{config=\"{c}\"}} {count}");
     }
     let t = &report.totals;

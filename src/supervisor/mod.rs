@@ -11,8 +11,8 @@
 //! keeps crashing.
 
 pub mod metrics_http;
-pub mod procinfo;
 pub mod process;
+pub mod procinfo;
 pub mod report;
 
 use crate::config::{self, Component};

@@ -217,8 +217,7 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
         if consumes(component) && c.broker.as_ref().is_some_and(|u| u.scheme() == "local") {
             // Exact, from the embedded broker itself.
             if let Ok(q) = crate::state::queue_name(paths, c) {
-                if let Ok(Some(s)) =
-                    crate::broker::local::queue_stats(&paths.local_broker_db(), &q)
+                if let Ok(Some(s)) = crate::broker::local::queue_stats(&paths.local_broker_db(), &q)
                 {
                     r.queued = Some(s.ready + s.unacked);
                 }
@@ -325,7 +324,11 @@ pub fn collect(paths: &Paths, configs: &[(Component, String)]) -> Report {
 pub fn strays(paths: &Paths) -> Vec<Stray> {
     let mut known: Vec<i32> = Vec::new();
     for (c, n) in config::list(&paths.config_dir) {
-        known.extend(super::live_instances(paths, c, &n).into_iter().map(|(_, p)| p));
+        known.extend(
+            super::live_instances(paths, c, &n)
+                .into_iter()
+                .map(|(_, p)| p),
+        );
     }
     procinfo::instance_processes(&paths.state_dir)
         .into_iter()
