@@ -83,8 +83,7 @@ pub fn files_bar(total: u64) -> Option<ProgressBar> {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout());
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} files announced ({per_sec}, {eta})")
-            .ok()?,
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files announced ({eta} left)").ok()?,
     );
     super::logging::set_progress_bar(bar.clone());
     Some(bar)
