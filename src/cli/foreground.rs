@@ -43,7 +43,16 @@ pub fn instance(paths: &Paths, spec: &str, no: u32) -> anyhow::Result<ExitCode> 
         anyhow::bail!("'{spec}' names {} configs; name exactly one", targets.len());
     };
     let cfg = load(paths, *component, name)?;
-    super::init_logging(&cfg.log_level);
+    if no == 0 {
+        super::init_logging(&cfg.log_level);
+    } else {
+        super::logging::init_rotating(
+            &cfg.log_level,
+            &paths.log_file(*component, name, no),
+            cfg.log_rotate_interval,
+            cfg.log_rotate_count,
+        );
+    }
     let files = InstanceFiles::new(paths, *component, name, no);
     let Some(_lock) = PidLock::acquire(&files.pid_file())? else {
         anyhow::bail!("{component}/{name} instance {no} is already running");
@@ -53,6 +62,7 @@ pub fn instance(paths: &Paths, spec: &str, no: u32) -> anyhow::Result<ExitCode> 
     }
     let rt = runtime()?;
     let stop = stop_on_signals(&rt);
+    let _progress = (no == 0).then(|| super::progress::Foreground::start(&files));
     let inst = Instance::new(paths.clone(), cfg, no, stop);
     let r = rt.block_on(flow::run(inst));
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -71,9 +81,11 @@ pub fn foreground(paths: &Paths, spec: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// `pitcher supervise`: the supervisor in the foreground, holding the
-/// user's supervisor lock.
-pub fn supervise(paths: &Paths) -> anyhow::Result<ExitCode> {
-    super::init_logging("info");
+/// user's supervisor lock; with `metrics` (else `PITCHER_METRICS_ADDR`),
+/// it serves Prometheus metrics there.
+pub fn supervise(paths: &Paths, metrics: Option<String>) -> anyhow::Result<ExitCode> {
+    let day = std::time::Duration::from_secs(86_400);
+    super::logging::init_rotating("info", &paths.supervisor_log(), day, 5);
     let Some(_lock) =
         PidLock::acquire(&paths.supervisor_pid()).context("taking the supervisor lock")?
     else {
@@ -84,6 +96,20 @@ pub fn supervise(paths: &Paths) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     let stop = stop_on_signals(&rt);
+    let metrics = metrics.or_else(|| {
+        std::env::var(crate::supervisor::metrics_http::ADDR_VAR)
+            .ok()
+            .filter(|a| !a.is_empty())
+    });
+    if let Some(addr) = metrics {
+        match rt.block_on(tokio::net::TcpListener::bind(&addr)) {
+            Ok(l) => {
+                let serve = crate::supervisor::metrics_http::serve(l, paths.clone(), stop.clone());
+                rt.spawn(serve);
+            }
+            Err(e) => tracing::error!("cannot serve metrics on {addr}: {e}; running without"),
+        }
+    }
     rt.block_on(crate::supervisor::supervise(paths.clone(), stop));
     Ok(ExitCode::SUCCESS)
 }

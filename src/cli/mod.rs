@@ -3,16 +3,24 @@
 //! part of pitcher that prints.
 
 mod cleanup;
+mod completions;
 mod declare;
 mod demo;
+mod edit;
+mod enable;
+mod features;
 mod foreground;
 mod list;
+mod log;
 mod logging;
 mod post;
+mod progress;
+mod remove;
 mod show;
 mod start;
 mod status;
 mod stop;
+mod terminal;
 
 use crate::config::{self, Component};
 use crate::state::Paths;
@@ -39,7 +47,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Verb {
     /// Start configs (all when none is named) under the supervisor.
-    Start { configs: Vec<String> },
+    Start {
+        configs: Vec<String>,
+        /// Serve Prometheus metrics at this address when starting the
+        /// supervisor (e.g. 127.0.0.1:9108; or $PITCHER_METRICS_ADDR).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+    },
     /// Stop configs gracefully (all, and the supervisor, when none is named).
     Stop { configs: Vec<String> },
     /// Stop, then start again (applies changed configs).
@@ -50,7 +64,34 @@ enum Verb {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Redraw every --interval seconds until q or Ctrl-C (as `top`).
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
     },
+    /// `status`, redrawn every --interval seconds until q or Ctrl-C.
+    Top {
+        configs: Vec<String>,
+        /// Seconds between redraws.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+    },
+    /// Show the last lines of an instance's log and follow it (tail -F).
+    Log(log::LogArgs),
+    /// Open a config in $EDITOR (default vi), then check it.
+    Edit { config: String },
+    /// Clean up stopped configs and delete their .conf files.
+    Remove { configs: Vec<String> },
+    /// Allow stopped configs to start again.
+    Enable { configs: Vec<String> },
+    /// Keep stopped configs from starting.
+    Disable { configs: Vec<String> },
+    /// What this build supports: brokers, transports, and more.
+    Features,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Run one config in this terminal (instance 0), logging to stderr.
     Foreground { config: String },
     /// List the configs.
@@ -73,7 +114,12 @@ enum Verb {
         config: String,
     },
     /// (internal) Run the supervisor in the foreground (systemd uses this).
-    Supervise,
+    Supervise {
+        /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9108;
+        /// or $PITCHER_METRICS_ADDR).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
+    },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -81,12 +127,29 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let paths = Paths::resolve(cli.config_dir, cli.state_dir);
     let result = match cli.verb {
-        Verb::Start { configs } => start::run(&paths, &configs),
+        Verb::Start { configs, metrics } => {
+            metrics_for_new_supervisor(&paths, metrics);
+            start::run(&paths, &configs)
+        }
         Verb::Stop { configs } => stop::run(&paths, &configs),
         Verb::Restart { configs } => {
             stop::run(&paths, &configs).and_then(|_| start::run(&paths, &configs))
         }
-        Verb::Status { configs, json } => status::run(&paths, &configs, json),
+        Verb::Status {
+            configs,
+            watch: true,
+            interval,
+            ..
+        }
+        | Verb::Top { configs, interval } => status::watch(&paths, &configs, seconds(interval)),
+        Verb::Status { configs, json, .. } => status::run(&paths, &configs, json),
+        Verb::Log(args) => log::run(&paths, args),
+        Verb::Edit { config } => edit::run(&paths, &config),
+        Verb::Remove { configs } => remove::run(&paths, &configs),
+        Verb::Enable { configs } => enable::run(&paths, &configs, false),
+        Verb::Disable { configs } => enable::run(&paths, &configs, true),
+        Verb::Features => features::run(&paths),
+        Verb::Completions { shell } => completions::run(shell),
         Verb::Foreground { config } => foreground::foreground(&paths, &config),
         Verb::List => list::run(&paths),
         Verb::Show { configs } => show::run(&paths, &configs),
@@ -95,7 +158,7 @@ pub fn main() -> ExitCode {
         Verb::Post(args) => post::run(&paths, args),
         Verb::Demo(args) => demo::run(&paths, args),
         Verb::Instance { no, config } => foreground::instance(&paths, &config, no),
-        Verb::Supervise => foreground::supervise(&paths),
+        Verb::Supervise { metrics } => foreground::supervise(&paths, metrics),
     };
     match result {
         Ok(code) => code,
@@ -104,6 +167,21 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Seconds from the command line, kept sane (at least 0.1 s).
+fn seconds(s: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(if s.is_finite() { s.max(0.1) } else { 2.0 })
+}
+
+/// `start --metrics ADDR`: the supervisor that `start` launches inherits
+/// the address through the environment; one already running keeps its own.
+fn metrics_for_new_supervisor(paths: &Paths, addr: Option<String>) {
+    let Some(addr) = addr else { return };
+    if let Some(pid) = crate::state::pidfile::read_live(&paths.supervisor_pid()) {
+        eprintln!("note: the supervisor (pid {pid}) is already running; --metrics applies to the next one (`pitcher stop`, then start)");
+    }
+    std::env::set_var(crate::supervisor::metrics_http::ADDR_VAR, addr);
 }
 
 /// The configs a command names: `component/name` (`.conf` optional, shell

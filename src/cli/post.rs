@@ -46,7 +46,22 @@ pub fn run(paths: &Paths, args: PostArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (n, skipped) = rt.block_on(crate::flow::post::post_once(paths, &cfg, &args.paths))?;
+    let bar = super::progress::files_bar(count_files(&args.paths));
+    let mut tick = || {
+        if let Some(b) = &bar {
+            b.inc(1)
+        }
+    };
+    let posted = rt.block_on(crate::flow::post::post_once_with(
+        paths,
+        &cfg,
+        &args.paths,
+        &mut tick,
+    ));
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let (n, skipped) = posted?;
     for s in &skipped {
         eprintln!("{s}");
     }
@@ -59,4 +74,22 @@ pub fn run(paths: &Paths, args: PostArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How many files `post` will look at (walked twice only on a terminal,
+/// for the bar's length; the walk is cheap beside the checksums).
+fn count_files(paths: &[PathBuf]) -> u64 {
+    if !super::terminal::stdout_is_terminal() {
+        return 0;
+    }
+    paths
+        .iter()
+        .map(|p| {
+            walkdir::WalkDir::new(p)
+                .into_iter()
+                .flatten()
+                .filter(|e| !e.file_type().is_dir())
+                .count() as u64
+        })
+        .sum()
 }

@@ -1,114 +1,62 @@
-//! `pitcher status`: one row per config, read from the state directory
-//! (pid file locks, metrics files, retry queues, the embedded broker), so
-//! it answers at once without asking any daemon.
+//! `pitcher status` and `pitcher top`: one row per config, read from the
+//! state directory by [`crate::supervisor::report`], so it answers at once
+//! without asking any daemon. `top` (`status --watch`) redraws it every few
+//! seconds until `q` or Ctrl-C.
 
 use super::select;
-use crate::config::{self, Component};
-use crate::state::metrics::Metrics;
-use crate::state::{retry, InstanceFiles, Paths};
-use crate::supervisor;
-use serde::Serialize;
+use crate::state::Paths;
+use crate::supervisor::report::{self, Report};
+use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// What `status` knows of one config.
-#[derive(Debug, Serialize)]
-pub struct Row {
-    pub config: String,
-    pub state: String,
-    pub running: u32,
-    pub expected: u32,
-    pub retry: u64,
-    pub queued: Option<u64>,
-    pub lag_avg: Option<f64>,
-    /// Seconds since the last file was transferred or posted.
-    pub last: Option<f64>,
-    pub files: u64,
-    pub rejected: u64,
-    pub posted: u64,
-    pub failed: u64,
-}
-
-/// The row of one config.
-pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
-    let cfg = config::load(&paths.config_dir, component, name);
-    let started = supervisor::started_marker(paths, component, name).exists();
-    let disabled = supervisor::disabled_marker(paths, component, name).exists();
-    let live = supervisor::live_instances(paths, component, name);
-    let expected = match (&cfg, started) {
-        (Ok(c), true) => c.instances,
-        _ => 0,
-    };
-    let running = live.len() as u32;
-    let state = if cfg.is_err() {
-        "bad"
-    } else if disabled {
-        "disa"
-    } else if !started && running == 0 {
-        "stop"
-    } else if !started {
-        "stra"
-    } else if running == 0 {
-        "miss"
-    } else if running < expected {
-        "part"
+/// `pitcher status [configs] [--json]`.
+pub fn run(paths: &Paths, specs: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let report = report::collect(paths, &select(paths, specs)?);
+    if json {
+        // An array of rows: scripts index it by position and key.
+        println!("{}", serde_json::to_string_pretty(&report.rows)?);
     } else {
-        "run"
-    };
-    let dir = paths.config_state(component, name);
-    let mut r = Row {
-        config: format!("{component}/{name}"),
-        state: state.into(),
-        running,
-        expected,
-        retry: 0,
-        queued: None,
-        lag_avg: None,
-        last: None,
-        files: 0,
-        rejected: 0,
-        posted: 0,
-        failed: 0,
-    };
-    let (mut lag, mut lag_n) = (0.0, 0u64);
-    let mut last: f64 = 0.0;
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            let f = e.file_name().to_string_lossy().into_owned();
-            if f.ends_with(".retry.db") {
-                r.retry += retry::count(&e.path());
-            } else if f.ends_with(".metrics.json") {
-                if let Some(m) = Metrics::load(&e.path()) {
-                    r.files += m.files_done;
-                    r.rejected += m.rejected;
-                    r.posted += m.posted;
-                    r.failed += m.failed;
-                    lag += m.lag_total;
-                    lag_n += m.files_done + m.failed;
-                    last = last.max(m.last_transfer);
-                }
-            }
-        }
+        print!("{}", render(&report));
     }
-    if lag_n > 0 {
-        r.lag_avg = Some(lag / lag_n as f64);
-    }
-    if last > 0.0 {
-        r.last = Some((crate::flow::now_epoch() - last).max(0.0));
-    }
-    if let Ok(c) = &cfg {
-        if super::declare::consumes(c) && c.broker.as_ref().is_some_and(|u| u.scheme() == "local") {
-            if let Ok(q) = crate::state::queue_name(paths, c) {
-                r.queued = crate::broker::local::queue_stats(&paths.local_broker_db(), &q)
-                    .ok()
-                    .flatten()
-                    .map(|s| s.ready + s.unacked);
-            }
-        }
-    }
-    let _ = InstanceFiles::new(paths, component, name, 1);
-    r
+    Ok(ExitCode::SUCCESS)
 }
 
+/// `pitcher status --watch` / `pitcher top`: redraws every `every` until
+/// `q`, Ctrl-C or Ctrl-D.
+pub fn watch(paths: &Paths, specs: &[String], every: Duration) -> anyhow::Result<ExitCode> {
+    let keys = super::terminal::Keys::raw();
+    loop {
+        let report = report::collect(paths, &select(paths, specs)?);
+        let mut screen = String::from("\x1b[H\x1b[2J");
+        let _ = writeln!(
+            screen,
+            "pitcher top: {} (every {}s; q to quit)\n",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
+            every.as_secs_f64()
+        );
+        screen += &render(&report);
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(screen.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            // The reader went away (a closed pipe): nothing left to show.
+            break;
+        }
+        drop(out);
+        if keys.wait_for_quit(every) {
+            break;
+        }
+    }
+    drop(keys);
+    println!();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A duration ago, shortly: `5s`, `3m07s`, `2h05m`.
 fn ago(s: Option<f64>) -> String {
     match s {
         None => "-".into(),
@@ -122,38 +70,61 @@ fn ago(s: Option<f64>) -> String {
     }
 }
 
-/// `pitcher status [configs] [--json]`.
-pub fn run(paths: &Paths, specs: &[String], json: bool) -> anyhow::Result<ExitCode> {
-    let rows: Vec<Row> = select(paths, specs)?
-        .into_iter()
-        .map(|(c, n)| row(paths, c, &n))
-        .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(ExitCode::SUCCESS);
+/// Bytes in binary units: `512B`, `1.5KiB`, `20.0MiB`.
+pub fn human_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
     }
+    if u == 0 {
+        format!("{v:.0}{}", UNITS[u])
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+/// A rate per second, shortly: `0`, `3.5`, `120`.
+fn rate(r: f64) -> String {
+    if r == 0.0 {
+        "0".into()
+    } else if r < 10.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// The table, its footer and the strays, as `status` prints them.
+pub fn render(report: &Report) -> String {
+    let rows = &report.rows;
     let width = rows
         .iter()
         .map(|r| r.config.len())
         .max()
         .unwrap_or(0)
         .max(16);
-    println!(
-        "{:width$}  {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7}",
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:width$} {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>5} {:>8} {:>10}",
         "Component/Config",
         "State",
         "Run",
         "Retry",
         "Que",
-        "LagAvg",
+        "Lag",
         "Last",
-        "Files",
-        "Posted",
-        "Rejected"
+        "%rej",
+        "msg/s",
+        "Data/s"
     );
-    for r in &rows {
-        println!(
-            "{:width$}  {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7}",
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:width$} {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>5} {:>8} {:>10}",
             r.config,
             r.state,
             format!("{}/{}", r.running, r.expected),
@@ -165,22 +136,75 @@ pub fn run(paths: &Paths, specs: &[String], json: bool) -> anyhow::Result<ExitCo
                 .map(|l| format!("{l:.2}s"))
                 .unwrap_or_else(|| "-".into()),
             ago(r.last),
-            r.files,
-            r.posted,
-            r.rejected
+            r.rejected_pct
+                .map(|p| format!("{p:.0}%"))
+                .unwrap_or_else(|| "-".into()),
+            rate(r.msg_rate),
+            format!("{}/s", human_bytes(r.data_rate)),
         );
     }
-    let sup = crate::state::pidfile::read_live(&paths.supervisor_pid());
-    let running: u32 = rows.iter().map(|r| r.running).sum();
-    let missing: u32 = rows
-        .iter()
-        .map(|r| r.expected.saturating_sub(r.running))
-        .sum();
-    println!(
-        "      Total configs: {} ( Processes: {running} missing: {missing} ) supervisor: {}",
-        rows.len(),
-        sup.map(|p| format!("pid {p}"))
+    let t = &report.totals;
+    let _ = writeln!(
+        out,
+        "      Total Running Configs: {} / {} ( Processes: {} missing: {} stray: {} )",
+        t.running_configs,
+        t.configs,
+        t.processes,
+        t.missing,
+        t.strays.len()
+    );
+    let _ = writeln!(
+        out,
+        "                     Memory: uss:{} rss:{}",
+        human_bytes(t.uss as f64),
+        human_bytes(t.rss as f64)
+    );
+    let _ = writeln!(
+        out,
+        "                   CPU Time: User:{:.2}s System:{:.2}s",
+        t.cpu_user, t.cpu_system
+    );
+    let _ = writeln!(
+        out,
+        "                   Messages: {}/s Queued: {} Retry: {}  Data: {}/s",
+        rate(t.msg_rate),
+        t.queued,
+        t.retry,
+        human_bytes(t.data_rate)
+    );
+    let _ = writeln!(
+        out,
+        "                 Supervisor: {}",
+        t.supervisor
+            .map(|p| format!("pid {p}"))
             .unwrap_or_else(|| "not running".into())
     );
-    Ok(ExitCode::SUCCESS)
+    for s in &t.strays {
+        let _ = writeln!(
+            out,
+            "pid:{} \"{}\" is not a configured instance",
+            s.pid, s.cmdline
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_are_shown_in_binary_units() {
+        assert_eq!(human_bytes(512.0), "512B");
+        assert_eq!(human_bytes(1536.0), "1.5KiB");
+        assert_eq!(human_bytes(2.0 * 1024.0 * 1024.0), "2.0MiB");
+    }
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(ago(None), "-");
+        assert_eq!(ago(Some(5.2)), "5s");
+        assert_eq!(ago(Some(187.0)), "3m07s");
+        assert_eq!(ago(Some(7500.0)), "2h05m");
+    }
 }

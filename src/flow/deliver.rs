@@ -181,7 +181,15 @@ pub async fn deliver(
         }
         // The old name never reached the destination: copy the file itself.
     }
-    copy_file(t, dir, cfg, msg, dest).await
+    // byteRateMax: wait for this file's turn, then book what really moved.
+    let pace = super::throttle::for_rate(cfg.byte_rate_max);
+    let expected = msg.size.unwrap_or(0);
+    pace.wait_turn(expected).await;
+    let r = copy_file(t, dir, cfg, msg, dest).await;
+    if let Ok(Outcome::Done(moved)) = &r {
+        pace.settle(expected, *moved);
+    }
+    r
 }
 
 /// Renames `old` to `dest` at the destination; false if `old` is absent.

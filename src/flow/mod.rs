@@ -20,6 +20,7 @@ pub mod filter;
 pub mod post;
 pub mod sender;
 pub mod subscribe;
+pub mod throttle;
 pub mod watch;
 
 use crate::broker::{self, BrokerError, Outgoing, Publisher};
@@ -80,7 +81,9 @@ impl Instance {
     /// `force`.
     pub fn save_metrics(&mut self, force: bool) {
         if force || self.last_saved.elapsed() >= Duration::from_secs(1) {
-            self.metrics.updated = now_epoch();
+            if let Some(summary) = self.metrics.tick(now_epoch()) {
+                tracing::info!("{summary}");
+            }
             if let Err(e) = self.metrics.save(&self.files.metrics_file()) {
                 tracing::warn!(
                     "cannot write metrics {}: {e}",
@@ -95,8 +98,7 @@ impl Instance {
     pub fn note_lag(&mut self, msg: &Message) {
         if let Ok(t) = crate::message::timestamp::parse(&msg.pub_time) {
             let lag = t.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
-            self.metrics.lag_total += lag;
-            self.metrics.lag_max = self.metrics.lag_max.max(lag);
+            self.metrics.observe_lag(lag);
         }
     }
 }

@@ -17,6 +17,15 @@ use std::path::{Path, PathBuf};
 
 /// The announcements for `paths`, and one line per path skipped.
 pub fn messages_for(cfg: &Config, paths: &[PathBuf]) -> (Vec<Message>, Vec<String>) {
+    messages_for_with(cfg, paths, &mut || {})
+}
+
+/// [`messages_for`], calling `tick` after each file (for a progress bar).
+pub fn messages_for_with(
+    cfg: &Config,
+    paths: &[PathBuf],
+    tick: &mut dyn FnMut(),
+) -> (Vec<Message>, Vec<String>) {
     let base_url = cfg.post_base_url.clone().unwrap_or_else(|| "file:".into());
     let opts = FileMessageOptions {
         identity_method: cfg.identity_method.clone(),
@@ -73,9 +82,11 @@ pub fn messages_for(cfg: &Config, paths: &[PathBuf]) -> (Vec<Message>, Vec<Strin
                 .flatten();
             for e in walk.filter(|e| !e.file_type().is_dir()) {
                 one(e.path());
+                tick();
             }
         } else {
             one(&p);
+            tick();
         }
     }
     (out, skipped)
@@ -87,12 +98,22 @@ pub async fn post_once(
     cfg: &Config,
     files: &[PathBuf],
 ) -> anyhow::Result<(usize, Vec<String>)> {
+    post_once_with(paths, cfg, files, &mut || {}).await
+}
+
+/// [`post_once`], calling `tick` after each file is prepared.
+pub async fn post_once_with(
+    paths: &Paths,
+    cfg: &Config,
+    files: &[PathBuf],
+    tick: &mut dyn FnMut(),
+) -> anyhow::Result<(usize, Vec<String>)> {
     let url = cfg.post_broker.as_ref().context("post needs post_broker")?;
     let exchange = cfg
         .post_exchange
         .clone()
         .context("post needs post_exchange")?;
-    let (msgs, skipped) = messages_for(cfg, files);
+    let (msgs, skipped) = messages_for_with(cfg, files, tick);
     let mut p = broker::publisher(url, paths).await?;
     p.declare_exchange(&exchange).await?;
     let out: Vec<Outgoing> = msgs

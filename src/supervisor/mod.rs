@@ -10,7 +10,10 @@
 //! and restarts one that exits within a second or two, backing off when it
 //! keeps crashing.
 
+pub mod metrics_http;
 pub mod process;
+pub mod procinfo;
+pub mod report;
 
 use crate::config::{self, Component};
 use crate::state::{pidfile, InstanceFiles, Paths};
