@@ -467,7 +467,10 @@ mod tests {
         assert_eq!(session_expiry(None), u32::MAX);
         assert_eq!(session_expiry(Some(Duration::from_secs(300))), 300);
         assert_eq!(session_expiry(Some(Duration::from_millis(10))), 1);
-        assert_eq!(session_expiry(Some(Duration::from_secs(u64::MAX))), u32::MAX);
+        assert_eq!(
+            session_expiry(Some(Duration::from_secs(u64::MAX))),
+            u32::MAX
+        );
     }
 
     #[test]

@@ -103,7 +103,10 @@ impl Settings {
             .filter(|h| !h.is_empty())
             .ok_or_else(|| BrokerError::Other(anyhow::anyhow!("no host in broker URL {shown}")))?;
         // url keeps IPv6 literals bracketed; the socket wants them bare.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let credentials = if url.username().is_empty() {
             None
         } else {
@@ -185,7 +188,10 @@ mod tests {
     #[test]
     fn ports_default_to_1883_and_8883() {
         let s = settings("mqtt://u:p@broker.example").unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.tls), ("broker.example", 1883, false));
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls),
+            ("broker.example", 1883, false)
+        );
         let s = settings("mqtts://u:p@broker.example").unwrap();
         assert_eq!((s.port, s.tls), (8883, true));
         assert_eq!(settings("mqtt://h:1999").unwrap().port, 1999);

@@ -26,12 +26,8 @@ use crate::message::unescape_topic_word;
 /// taken from the relPath itself, as sr3 does: `a.b/f` under `v03` is
 /// `x/v03/a.b`, not `x/v03/a/b`.
 pub fn publish_topic(exchange: &str, topic: &str, body: &[u8]) -> String {
-    let levels = levels_from_rel_path(topic, body).unwrap_or_else(|| {
-        words(topic)
-            .into_iter()
-            .map(unescape_topic_word)
-            .collect()
-    });
+    let levels = levels_from_rel_path(topic, body)
+        .unwrap_or_else(|| words(topic).into_iter().map(unescape_topic_word).collect());
     let mut out = String::from(exchange);
     for level in &levels {
         out.push('/');
@@ -63,10 +59,7 @@ fn levels_from_rel_path(topic: &str, body: &[u8]) -> Option<Vec<String>> {
     } else {
         topic.strip_suffix(dir_words.as_str())?.strip_suffix('.')?
     };
-    let mut levels: Vec<String> = words(prefix)
-        .into_iter()
-        .map(unescape_topic_word)
-        .collect();
+    let mut levels: Vec<String> = words(prefix).into_iter().map(unescape_topic_word).collect();
     levels.extend(dirs.iter().map(|d| d.to_string()));
     Some(levels)
 }
@@ -216,7 +209,10 @@ mod tests {
         let f = |t| subscription_filter("q_u.sender.s.1", &bind("xs_u", t)).unwrap();
         assert_eq!(f("v03.#"), "$share/q_u.sender.s.1/xs_u/v03/#");
         assert_eq!(f("v03.*.ccc"), "$share/q_u.sender.s.1/xs_u/v03/+/ccc");
-        assert_eq!(f("v03.cap/+/x/#"), "$share/q_u.sender.s.1/xs_u/v03/cap/+/x/#");
+        assert_eq!(
+            f("v03.cap/+/x/#"),
+            "$share/q_u.sender.s.1/xs_u/v03/cap/+/x/#"
+        );
         assert_eq!(f("v03.c%231"), "$share/q_u.sender.s.1/xs_u/v03/c%231");
         assert_eq!(f("v03.a+b"), "$share/q_u.sender.s.1/xs_u/v03/a%2Bb");
     }
