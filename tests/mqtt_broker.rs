@@ -420,3 +420,190 @@ async fn an_unreachable_broker_fails_declare_promptly() {
         .unwrap_err();
     assert!(matches!(err, BrokerError::Connection(_)), "{err:?}");
 }
+
+/// sr3's side of the interoperability test: `pub` publishes v03 messages
+/// with sr3's MQTT moth; `sub` reads them with it as instance 1 of a queue
+/// and prints one JSON line per message.
+const SR3_SIDE: &str = r#""""sr3's own MQTT code on one side of pitcher: `pub` publishes v03 messages
+with sr3's MQTT moth, `sub` reads them with it (a shared subscription of
+queue QUEUE, instance 1), printing one JSON line per message."""
+import json, os, sys, tempfile, time
+import logging
+logging.basicConfig(level=os.environ.get('SR3_LOG', 'WARNING'))
+import copy
+import sarracenia, sarracenia.config, sarracenia.moth, sarracenia.moth.mqtt
+# metpx-sr3 3.03.01's moth/mqtt.py uses copy.copy() without importing copy.
+if not hasattr(sarracenia.moth.mqtt, 'copy'):
+    sarracenia.moth.mqtt.copy = copy
+
+def config(component, lines):
+    d = tempfile.mkdtemp()
+    f = os.path.join(d, 'interop.conf')
+    with open(f, 'w') as fh:
+        fh.write('\n'.join(lines) + '\n')
+    cfg = sarracenia.config.no_file_config()
+    cfg.component = component
+    cfg.config = 'interop'
+    cfg.action = 'foreground'
+    cfg.parse_file(f, component)
+    cfg.finalize(component, 'interop')
+    return cfg
+
+def pub(broker, exchange, rel_paths):
+    cfg = config('post', [f'post_broker {broker}', f'post_exchange {exchange}', 'post_topicPrefix v03'])
+    od = cfg.dictify()
+    od['broker'] = cfg.post_broker
+    od['exchange'] = cfg.post_exchange
+    od['topicPrefix'] = cfg.post_topicPrefix
+    p = sarracenia.moth.Moth.pubFactory(od)
+    for n, rp in enumerate(rel_paths):
+        m = sarracenia.Message()
+        m.update({'pubTime': '20250101T000000', 'baseUrl': 'file:/tmp', 'relPath': rp,
+                  'identity': {'method': 'cod', 'value': 'sha512'}, 'n': n,
+                  '_format': 'v03', '_deleteOnPost': set()})
+        assert p.putNewMessage(m), 'sr3 publish failed'
+    p.close()
+
+def sub(broker, exchange, queue, count, seconds):
+    cfg = config('subscribe', [f'broker {broker}', f'exchange {exchange}', 'topicPrefix v03',
+                               f'queueName {queue}', 'expire 3600', 'subtopic #'])
+    od = cfg.dictify()
+    od['no'] = 1
+    od['subscription_index'] = 0
+    c = sarracenia.moth.Moth.subFactory(od)
+    got = 0
+    deadline = time.time() + seconds
+    while got < count and time.time() < deadline:
+        for m in c.newMessages():
+            print(json.dumps({'relPath': m['relPath'], 'n': m.get('n'), 'exchange': m.get('exchange'),
+                              'topic': m.get('topic'), 'subtopic': m.get('subtopic')}), flush=True)
+            c.ack(m)
+            got += 1
+    c.close()
+
+if __name__ == '__main__':
+    os.environ['HOME'] = tempfile.mkdtemp()
+    if sys.argv[1] == 'pub':
+        pub(sys.argv[2], sys.argv[3], sys.argv[4:])
+    else:
+        sub(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
+"#;
+
+/// Runs [`SR3_SIDE`] with the python named by `PITCHER_SR3_PYTHON`.
+fn sr3(args: &[&str]) -> String {
+    let python = std::env::var("PITCHER_SR3_PYTHON")
+        .expect("set PITCHER_SR3_PYTHON to a python with metpx-sr3 and paho-mqtt installed");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("sr3_side.py");
+    std::fs::write(&script, SR3_SIDE).unwrap();
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sr3 {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Python sr3: PITCHER_SR3_PYTHON=/path/to/python with metpx-sr3 and paho-mqtt"]
+async fn sr3_reads_ours_and_we_read_sr3s() {
+    ensure_mosquitto();
+    // sr3 insists on a user and password; Mosquitto lets anyone in.
+    let broker = "mqtt://guest:guest@127.0.0.1:1883";
+    let slots = tempfile::tempdir().unwrap();
+    let url = url::Url::parse(broker).unwrap();
+    let exchange = unique("xsr3");
+
+    // sr3 publishes, we consume.
+    let queue = unique("qfromsr3");
+    let mut c = open_consumer(&url, slots.path(), &queue).unwrap();
+    c.declare_queue(&spec(&queue, &exchange, &["v03.#"]))
+        .await
+        .unwrap();
+    let ex = exchange.clone();
+    tokio::task::spawn_blocking(move || {
+        sr3(&["pub", broker, &ex, "a/b c/f1", "x.y/f2", "c#1/d+e/f3"])
+    })
+    .await
+    .unwrap();
+    let got = collect(&mut c, 3, Duration::from_secs(15)).await;
+    let seen: Vec<(String, String, String)> = got
+        .iter()
+        .map(|d| {
+            let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
+            (
+                d.exchange.clone(),
+                d.topic.clone(),
+                v["relPath"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                exchange.clone(),
+                "v03.a.b c".to_string(),
+                "a/b c/f1".to_string()
+            ),
+            (
+                exchange.clone(),
+                "v03.x.y".to_string(),
+                "x.y/f2".to_string()
+            ),
+            (
+                exchange.clone(),
+                "v03.c%231.d+e".to_string(),
+                "c#1/d+e/f3".to_string()
+            ),
+        ]
+    );
+    let ids: Vec<u64> = got.iter().map(|d| d.id).collect();
+    c.ack(&ids).await.unwrap();
+    drop(c);
+
+    // We publish, sr3 consumes. Our consumer declares the queue as instance
+    // 1, whose session sr3's instance 1 then takes over.
+    let queue = unique("qtosr3");
+    let mut c = open_consumer(&url, slots.path(), &queue).unwrap();
+    c.declare_queue(&spec(&queue, &exchange, &["v03.#"]))
+        .await
+        .unwrap();
+    drop(c);
+    let mut p = open_publisher(&url).unwrap();
+    p.publish(&[
+        outgoing(&exchange, "v03.a.b c", "a/b c/f1", 0),
+        outgoing(&exchange, "v03.x.y", "x.y/f2", 1),
+        outgoing(&exchange, "v03.c%231.d+e", "c#1/d+e/f3", 2),
+    ])
+    .await
+    .unwrap();
+    let (ex, q) = (exchange.clone(), queue.clone());
+    let printed = tokio::task::spawn_blocking(move || sr3(&["sub", broker, &ex, &q, "3", "20"]))
+        .await
+        .unwrap();
+    let read: Vec<serde_json::Value> = printed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rel_paths: Vec<&str> = read
+        .iter()
+        .map(|v| v["relPath"].as_str().unwrap())
+        .collect();
+    assert_eq!(rel_paths, ["a/b c/f1", "x.y/f2", "c#1/d+e/f3"]);
+    let topics: Vec<&str> = read.iter().map(|v| v["topic"].as_str().unwrap()).collect();
+    assert_eq!(
+        topics,
+        [
+            format!("{exchange}/v03/a/b c"),
+            format!("{exchange}/v03/x.y"),
+            format!("{exchange}/v03/c%231/d%2Be"),
+        ]
+    );
+    assert!(read.iter().all(|v| v["exchange"] == exchange.as_str()));
+}
