@@ -130,6 +130,14 @@ async fn collect(c: &mut dyn Consumer, n: usize, within: Duration) -> Vec<Delive
     got
 }
 
+/// Lets a dropped consumer finish leaving. Its acks are written before
+/// `ack` returns, but a new connection under the same client id that
+/// arrives at once takes the session over, and the broker may close the
+/// old connection before reading them: those messages would come again.
+async fn let_it_leave() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 /// A plain (not shared) MQTT subscriber that records topic, content type
 /// and payload format of what is published under `exchange`.
 async fn observe(
@@ -348,6 +356,7 @@ async fn unacked_messages_come_back_after_the_consumer_goes_away() {
     let acked: Vec<u64> = got[..3].iter().map(|d| d.id).collect();
     first.ack(&acked).await.unwrap();
     drop(first);
+    let_it_leave().await;
 
     // The next instance in the same slot resumes the session.
     let mut second = consumer(slots.path(), &queue, &s).await;
@@ -359,9 +368,82 @@ async fn unacked_messages_come_back_after_the_consumer_goes_away() {
     let ids: Vec<u64> = again.iter().map(|d| d.id).collect();
     second.ack(&ids).await.unwrap();
     drop(second);
+    let_it_leave().await;
 
     let mut third = consumer(slots.path(), &queue, &s).await;
     assert!(collect(third.as_mut(), 1, Duration::from_secs(1))
+        .await
+        .is_empty());
+}
+
+/// Connects as `client_id` (taking its session over from whoever holds it),
+/// acknowledges nothing, and leaves cleanly, so the session stays.
+async fn take_session_over(client_id: &str) {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", 1883);
+    opts.set_clean_start(false)
+        .set_manual_acks(true)
+        .set_session_expiry_interval(Some(3600));
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline.into(), eventloop.poll())
+            .await
+            .expect("intruder connected")
+            .expect("intruder connection");
+        if let Event::Incoming(Packet::ConnAck(_)) = ev {
+            break;
+        }
+    }
+    client.disconnect().await.unwrap();
+    while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline.into(), eventloop.poll()).await {
+        if let Event::Outgoing(rumqttc::Outgoing::Disconnect) = ev {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_reconnects_and_resumes_its_session_after_losing_the_connection() {
+    ensure_mosquitto();
+    let slots = tempfile::tempdir().unwrap();
+    let (exchange, queue) = (unique("xrecon"), unique("qrecon"));
+    let s = spec(&queue, &exchange, &["v03.#"]);
+    let mut c = open_consumer(&url(), slots.path(), &queue).unwrap();
+    c.declare_queue(&s).await.unwrap();
+    let mut p = open_publisher(&url()).unwrap();
+    let msgs: Vec<Outgoing> = (0..5)
+        .map(|n| outgoing(&exchange, "v03.d", &format!("d/f{n}"), n))
+        .collect();
+    p.publish(&msgs).await.unwrap();
+    let held = collect(&mut c, 5, Duration::from_secs(10)).await;
+    assert_eq!(held.len(), 5);
+
+    // Someone else takes the session: the broker drops our connection.
+    take_session_over(c.client_id()).await;
+
+    // Back on a new connection, the broker sends the unacked five again.
+    let again = collect(&mut c, 5, Duration::from_secs(15)).await;
+    let mut numbers: Vec<u64> = again.iter().map(number).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [0, 1, 2, 3, 4]);
+    assert!(again.iter().all(|d| d.redelivered));
+    // Acks of the old connection's deliveries are skipped: harmless.
+    let old: Vec<u64> = held.iter().map(|d| d.id).collect();
+    c.ack(&old).await.unwrap();
+    let ids: Vec<u64> = again.iter().map(|d| d.id).collect();
+    c.ack(&ids).await.unwrap();
+
+    // The subscription is back too: new messages arrive.
+    p.publish(&[outgoing(&exchange, "v03.d", "d/late", 99)])
+        .await
+        .unwrap();
+    let late = collect(&mut c, 1, Duration::from_secs(10)).await;
+    assert_eq!(late.iter().map(number).collect::<Vec<_>>(), [99]);
+    c.ack(&[late[0].id]).await.unwrap();
+    drop(c);
+    let_it_leave().await;
+    let mut next = consumer(slots.path(), &queue, &s).await;
+    assert!(collect(next.as_mut(), 1, Duration::from_secs(1))
         .await
         .is_empty());
 }

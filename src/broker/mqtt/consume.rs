@@ -3,35 +3,25 @@
 //! that polls the connection all the time, and acknowledged one by one
 //! once the flow is done with them.
 
+use super::session::{drive, Received, Shared};
 use super::slot::InstanceSlot;
 use super::{delivery_topic, subscription_filter, Settings};
 use crate::broker::{BrokerError, Consumer, Delivery, QueueSpec};
 use async_trait::async_trait;
-use rumqttc::v5::mqttbytes::v5::{Filter, Publish, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, Incoming};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
 /// How long `declare_queue` waits for the broker to confirm the
 /// subscriptions.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Pause after a failed connection, doubling up to the maximum.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// Bound on queueing one request (ack, subscribe) for the event loop.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Requests queued between the client and its event loop.
-const REQUEST_CAPACITY: usize = 1024;
+/// How long `ack` waits for its PUBACKs to be written.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Consumes one queue (shared subscription) of an MQTT broker; see
 /// [`open_consumer`].
@@ -45,57 +35,23 @@ pub struct MqttConsumer {
     next_id: u64,
     /// Deliveries handed out and not yet acked.
     handed: HashMap<u64, Received>,
+    /// PUBACKs queued on the connection of epoch `.0`.
+    acks_queued: (u64, u64),
 }
 
-/// A publish from the broker, with the connection it came on.
-struct Received {
-    publish: Publish,
-    /// Which connection (counted from 1) delivered it: its packet id means
-    /// something only on that connection.
-    generation: u64,
-    /// Given back by `requeue`.
-    requeued: bool,
-}
-
-/// What the event loop task and the consumer share.
-#[derive(Default)]
-struct Inbox {
-    /// Publishes received and not yet handed out, oldest first.
-    buffer: VecDeque<Received>,
-    /// The current connection, counted from 1; 0 before the first CONNACK.
-    generation: u64,
-    connected: bool,
-    /// The broker's answer to the subscriptions on the current connection.
-    subscribed: Option<Result<(), String>>,
-    last_error: Option<String>,
-}
-
-struct Shared {
-    inbox: Mutex<Inbox>,
-    changed: Notify,
-    closing: AtomicBool,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inbox> {
-        // A panic while holding the lock leaves plain data behind; use it.
-        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
+/// The session task and what it shares with the consumer.
 struct Connection {
-    client: AsyncClient,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
 
 impl Drop for Connection {
     /// A clean DISCONNECT keeps the session (and what it holds) on the
-    /// broker; the task sends the acks queued before it, then ends. It is
-    /// cut short if the broker does not answer.
+    /// broker; the task sends the acks queued before it, then ends.
     fn drop(&mut self) {
-        self.shared.closing.store(true, Ordering::SeqCst);
-        if self.client.try_disconnect().is_err() {
+        self.shared.close();
+        if self.shared.lock().client.is_none() {
+            // Not connected: nothing to send, nobody to wait for.
             self.task.abort();
         }
     }
@@ -121,6 +77,7 @@ pub fn open_consumer(
         conn: None,
         next_id: 1,
         handed: HashMap::new(),
+        acks_queued: (0, 0),
     })
 }
 
@@ -136,23 +93,9 @@ impl MqttConsumer {
             .set_manual_acks(true)
             .set_session_expiry_interval(Some(session_expiry(spec.expire)))
             .set_receive_maximum(receive_maximum(spec.prefetch));
-        let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
-        let shared = Arc::new(Shared {
-            inbox: Mutex::new(Inbox::default()),
-            changed: Notify::new(),
-            closing: AtomicBool::new(false),
-        });
-        let task = tokio::spawn(drive(
-            eventloop,
-            client.clone(),
-            shared.clone(),
-            self.filters.clone(),
-        ));
-        self.conn = Some(Connection {
-            client,
-            shared,
-            task,
-        });
+        let shared = Arc::new(Shared::default());
+        let task = tokio::spawn(drive(opts, shared.clone(), self.filters.clone()));
+        self.conn = Some(Connection { shared, task });
         Ok(())
     }
 
@@ -226,6 +169,13 @@ impl MqttConsumer {
     }
 }
 
+fn ack_timeout(shown: &str) -> BrokerError {
+    BrokerError::Connection(format!(
+        "{shown}: acks not written within {}s; the broker will deliver them again",
+        ACK_TIMEOUT.as_secs()
+    ))
+}
+
 /// Session expiry from the queue's `expire`; without one the session never
 /// expires, as a durable AMQP queue without x-expires.
 fn session_expiry(expire: Option<Duration>) -> u32 {
@@ -241,114 +191,6 @@ fn receive_maximum(prefetch: u32) -> Option<u16> {
     match prefetch {
         0 => None,
         n => Some(u16::try_from(n).unwrap_or(u16::MAX)),
-    }
-}
-
-/// Polls the connection for as long as the consumer lives: buffers
-/// publishes, subscribes again after every CONNACK (the broker may have
-/// lost the session), and reconnects with backoff after failures.
-async fn drive(
-    mut eventloop: EventLoop,
-    client: AsyncClient,
-    shared: Arc<Shared>,
-    filters: Vec<String>,
-) {
-    let mut backoff = BACKOFF_FIRST;
-    loop {
-        let closing = shared.closing.load(Ordering::SeqCst);
-        let polled = if closing {
-            match timeout(REQUEST_TIMEOUT, eventloop.poll()).await {
-                Ok(p) => p,
-                Err(_) => return,
-            }
-        } else {
-            eventloop.poll().await
-        };
-        match polled {
-            Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                backoff = BACKOFF_FIRST;
-                {
-                    let mut inbox = shared.lock();
-                    inbox.generation += 1;
-                    inbox.connected = true;
-                    inbox.subscribed = None;
-                    inbox.last_error = None;
-                    if ack.session_present {
-                        // The broker sends every unacknowledged publish
-                        // again; the copies from the old connection go.
-                        inbox.buffer.clear();
-                    }
-                }
-                if filters.is_empty() {
-                    shared.lock().subscribed = Some(Ok(()));
-                } else {
-                    subscribe(&client, &filters);
-                }
-                shared.changed.notify_waiters();
-            }
-            Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                {
-                    let mut inbox = shared.lock();
-                    let generation = inbox.generation;
-                    inbox.buffer.push_back(Received {
-                        publish,
-                        generation,
-                        requeued: false,
-                    });
-                }
-                shared.changed.notify_waiters();
-            }
-            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                let refused: Vec<String> = ack
-                    .return_codes
-                    .iter()
-                    .zip(&filters)
-                    .filter(|(code, _)| !matches!(code, SubscribeReasonCode::Success(_)))
-                    .map(|(code, f)| format!("{f}: {code:?}"))
-                    .collect();
-                shared.lock().subscribed = Some(if refused.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("refused {}", refused.join(", ")))
-                });
-                shared.changed.notify_waiters();
-            }
-            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if closing => return,
-            Ok(_) => {}
-            Err(e) => {
-                if closing {
-                    return;
-                }
-                {
-                    let mut inbox = shared.lock();
-                    inbox.connected = false;
-                    inbox.last_error = Some(e.to_string());
-                }
-                shared.changed.notify_waiters();
-                tracing::debug!("MQTT connection: {e}; again in {backoff:?}");
-                sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
-}
-
-/// Queues one SUBSCRIBE for all `filters` at QoS 1; from a task of its own
-/// when the request queue is full, since the event loop must keep polling.
-fn subscribe(client: &AsyncClient, filters: &[String]) {
-    let subs = |fs: &[String]| -> Vec<Filter> {
-        fs.iter()
-            .map(|f| Filter::new(f, QoS::AtLeastOnce))
-            .collect()
-    };
-    if client.try_subscribe_many(subs(filters)).is_err() {
-        let (client, filters) = (client.clone(), filters.to_vec());
-        tokio::spawn(async move {
-            let queued = timeout(REQUEST_TIMEOUT, client.subscribe_many(subs(&filters))).await;
-            if !matches!(queued, Ok(Ok(()))) {
-                tracing::warn!("cannot queue the MQTT subscriptions {filters:?}");
-            }
-        });
     }
 }
 
@@ -406,34 +248,54 @@ impl Consumer for MqttConsumer {
         }
     }
 
-    /// PUBACKs for the deliveries. Those received on an earlier connection
-    /// are skipped: the broker sends them again (or has forgotten them
-    /// with its session), and their packet ids may name other messages now.
+    /// PUBACKs for the deliveries, sent on the connection that delivered
+    /// them; returns once they are written to it. Deliveries of an earlier
+    /// connection are skipped: the broker sends them again (or forgot them
+    /// with its session). MQTT never confirms an ack: if the connection
+    /// fails right after, the broker may deliver them again.
     async fn ack(&mut self, ids: &[u64]) -> Result<(), BrokerError> {
         let Some(conn) = &self.conn else {
             return Ok(());
         };
-        let generation = conn.shared.lock().generation;
+        let (epoch, client) = {
+            let inbox = conn.shared.lock();
+            (inbox.epoch, inbox.client.clone())
+        };
+        if self.acks_queued.0 != epoch {
+            self.acks_queued = (epoch, 0);
+        }
+        let shown = self.settings.shown().to_string();
+        let deadline = Instant::now() + ACK_TIMEOUT;
         for id in ids {
             let Some(r) = self.handed.remove(id) else {
                 continue;
             };
-            if r.generation != generation {
+            let Some(client) = client.as_ref().filter(|_| r.epoch == epoch) else {
+                continue;
+            };
+            if r.publish.qos == QoS::AtMostOnce {
                 continue;
             }
-            match timeout(REQUEST_TIMEOUT, conn.client.ack(&r.publish)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(BrokerError::Connection(e.to_string())),
-                Err(_) => {
-                    return Err(BrokerError::Connection(format!(
-                        "{}: acks not taken within {}s",
-                        self.settings.shown(),
-                        REQUEST_TIMEOUT.as_secs()
-                    )))
-                }
+            match tokio::time::timeout_at(deadline, client.ack(&r.publish)).await {
+                Ok(Ok(())) => self.acks_queued.1 += 1,
+                // The connection is gone, and its acks with it.
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => return Err(ack_timeout(&shown)),
             }
         }
-        Ok(())
+        // Wait for the writes, unless the connection changes meanwhile.
+        loop {
+            let changed = conn.shared.changed.notified();
+            {
+                let inbox = conn.shared.lock();
+                if inbox.epoch != epoch || inbox.acks_written >= self.acks_queued.1 {
+                    return Ok(());
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(ack_timeout(&shown));
+            }
+        }
     }
 
     /// MQTT cannot give a message back: the deliveries stay with this

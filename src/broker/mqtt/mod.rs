@@ -48,6 +48,7 @@
 
 mod consume;
 mod publish;
+mod session;
 mod slot;
 mod topic;
 
