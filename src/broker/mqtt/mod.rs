@@ -9,7 +9,7 @@
 //!   message without it is "malformed" there.
 //! * No exchanges: the exchange is the first topic level, then topicPrefix
 //!   and relPath's directories, one level each: `xs_guest/v03/cap/sub dir`
-//!   (see [`topic`]). `#` and `+` in names are sent as `%23` and `%2B`.
+//!   (see [`publish_topic`]). `#` and `+` in names are sent as `%23` and `%2B`.
 //! * A queue is a shared subscription, `$share/<queue>/<exchange>/v03/#`,
 //!   so the instances of one config split the messages. Each instance has
 //!   a persistent session (clean start off, session expiry = `expire`) under
@@ -21,7 +21,7 @@
 //! Where MQTT differs from the trait's AMQP-shaped contract:
 //! * publishing waits for every PUBACK of the batch; a PUBACK saying "no
 //!   matching subscribers" (0x10, which Mosquitto sends) is
-//!   [`BrokerError::Unroutable`](crate::broker::BrokerError::Unroutable),
+//!   [`BrokerError::Unroutable`],
 //!   as on AMQP. The others of the batch were delivered, so a caller
 //!   retrying the whole batch sends them twice (at-least-once). A broker
 //!   that never sends 0x10 drops such messages silently.
@@ -45,6 +45,14 @@
 //! * Mosquitto keeps at most `max_queued_messages` (default 1000) per
 //!   offline or busy client and drops the rest: raise it (0 = no limit) on
 //!   a broker that must hold a backlog.
+//! * an ack is never confirmed by an MQTT broker. `ack` returns once the
+//!   PUBACKs are written to the connection; a consumer reopened at once
+//!   under the same client id takes the session over, and the broker may
+//!   drop the old connection before reading them: those come again.
+//!
+//! Submodules: `topic` (the topic mapping), `publish`, `consume` (the
+//! consumer), `session` (the task keeping an instance's session connected),
+//! `slot` (which `<queue>_iNN` this process is).
 
 mod consume;
 mod publish;
