@@ -506,70 +506,7 @@ async fn an_unreachable_broker_fails_declare_promptly() {
 /// sr3's side of the interoperability test: `pub` publishes v03 messages
 /// with sr3's MQTT moth; `sub` reads them with it as instance 1 of a queue
 /// and prints one JSON line per message.
-const SR3_SIDE: &str = r#""""sr3's own MQTT code on one side of pitcher: `pub` publishes v03 messages
-with sr3's MQTT moth, `sub` reads them with it (a shared subscription of
-queue QUEUE, instance 1), printing one JSON line per message."""
-import json, os, sys, tempfile, time
-import logging
-logging.basicConfig(level=os.environ.get('SR3_LOG', 'WARNING'))
-import copy
-import sarracenia, sarracenia.config, sarracenia.moth, sarracenia.moth.mqtt
-# metpx-sr3 3.03.01's moth/mqtt.py uses copy.copy() without importing copy.
-if not hasattr(sarracenia.moth.mqtt, 'copy'):
-    sarracenia.moth.mqtt.copy = copy
-
-def config(component, lines):
-    d = tempfile.mkdtemp()
-    f = os.path.join(d, 'interop.conf')
-    with open(f, 'w') as fh:
-        fh.write('\n'.join(lines) + '\n')
-    cfg = sarracenia.config.no_file_config()
-    cfg.component = component
-    cfg.config = 'interop'
-    cfg.action = 'foreground'
-    cfg.parse_file(f, component)
-    cfg.finalize(component, 'interop')
-    return cfg
-
-def pub(broker, exchange, rel_paths):
-    cfg = config('post', [f'post_broker {broker}', f'post_exchange {exchange}', 'post_topicPrefix v03'])
-    od = cfg.dictify()
-    od['broker'] = cfg.post_broker
-    od['exchange'] = cfg.post_exchange
-    od['topicPrefix'] = cfg.post_topicPrefix
-    p = sarracenia.moth.Moth.pubFactory(od)
-    for n, rp in enumerate(rel_paths):
-        m = sarracenia.Message()
-        m.update({'pubTime': '20250101T000000', 'baseUrl': 'file:/tmp', 'relPath': rp,
-                  'identity': {'method': 'cod', 'value': 'sha512'}, 'n': n,
-                  '_format': 'v03', '_deleteOnPost': set()})
-        assert p.putNewMessage(m), 'sr3 publish failed'
-    p.close()
-
-def sub(broker, exchange, queue, count, seconds):
-    cfg = config('subscribe', [f'broker {broker}', f'exchange {exchange}', 'topicPrefix v03',
-                               f'queueName {queue}', 'expire 3600', 'subtopic #'])
-    od = cfg.dictify()
-    od['no'] = 1
-    od['subscription_index'] = 0
-    c = sarracenia.moth.Moth.subFactory(od)
-    got = 0
-    deadline = time.time() + seconds
-    while got < count and time.time() < deadline:
-        for m in c.newMessages():
-            print(json.dumps({'relPath': m['relPath'], 'n': m.get('n'), 'exchange': m.get('exchange'),
-                              'topic': m.get('topic'), 'subtopic': m.get('subtopic')}), flush=True)
-            c.ack(m)
-            got += 1
-    c.close()
-
-if __name__ == '__main__':
-    os.environ['HOME'] = tempfile.mkdtemp()
-    if sys.argv[1] == 'pub':
-        pub(sys.argv[2], sys.argv[3], sys.argv[4:])
-    else:
-        sub(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
-"#;
+const SR3_SIDE: &str = include_str!("fixtures/sr3_mqtt_side.py");
 
 /// Runs [`SR3_SIDE`] with the python named by `PITCHER_SR3_PYTHON`.
 fn sr3(args: &[&str]) -> String {
