@@ -13,6 +13,7 @@
 //!   consumer dies, it is delivered again to another (at-least-once).
 
 pub mod local;
+pub mod mqtt;
 
 use async_trait::async_trait;
 use std::time::Duration;
@@ -105,6 +106,7 @@ pub async fn publisher(
 ) -> Result<Box<dyn Publisher>, BrokerError> {
     match url.scheme() {
         "local" => Ok(Box::new(local::open_publisher(&paths.local_broker_db())?)),
+        "mqtt" | "mqtts" => Ok(Box::new(mqtt::open_publisher(url)?)),
         other => Err(unsupported(other)),
     }
 }
@@ -118,6 +120,11 @@ pub async fn consumer(
     match url.scheme() {
         "local" => Ok(Box::new(local::open_consumer(
             &paths.local_broker_db(),
+            queue,
+        )?)),
+        "mqtt" | "mqtts" => Ok(Box::new(mqtt::open_consumer(
+            url,
+            &paths.state_dir.join("mqtt"),
             queue,
         )?)),
         other => Err(unsupported(other)),
