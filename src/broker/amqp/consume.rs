@@ -2,7 +2,7 @@
 //! deliveries (manual acks, at most `prefetch` unacked), ack or requeue
 //! them, and read the queue's depth.
 
-use super::{bounded, connect, connection_state, to_broker_error, AmqpOptions};
+use super::{bounded, connect, connection_state, join_in_order, to_broker_error, AmqpOptions};
 use crate::broker::{BrokerError, Consumer, Delivery, QueueSpec};
 use async_trait::async_trait;
 use futures_core::Stream;
@@ -135,13 +135,14 @@ impl AmqpConsumer {
     /// Ack or nack each of `ids` this consumer holds; an error if some could
     /// not be sent (the channel is gone: the broker delivers them again).
     async fn settle(&mut self, ids: &[u64], requeue: bool) -> Result<(), BrokerError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.connection_alive()?;
         let t = self.opts.timeout;
-        let (mut lost, mut unknown) = (0usize, 0usize);
-        for id in ids {
-            let Some(acker) = self.held.remove(id) else {
-                unknown += 1;
-                continue;
-            };
+        let ackers: Vec<Acker> = ids.iter().filter_map(|id| self.held.remove(id)).collect();
+        let unknown = ids.len() - ackers.len();
+        let sends = ackers.iter().map(|acker| async move {
             let sent = if requeue {
                 let options = BasicNackOptions {
                     multiple: false,
@@ -151,10 +152,14 @@ impl AmqpConsumer {
             } else {
                 tokio::time::timeout(t, acker.ack(BasicAckOptions { multiple: false })).await
             };
-            if !matches!(sent, Ok(Ok(true))) {
-                lost += 1;
-            }
-        }
+            // Ok(false): the channel closed since; the broker has them back.
+            matches!(sent, Ok(Ok(true)))
+        });
+        let lost = join_in_order(sends.collect())
+            .await
+            .into_iter()
+            .filter(|sent| !sent)
+            .count();
         if unknown > 0 {
             tracing::warn!(
                 queue = %self.queue,
@@ -293,9 +298,10 @@ impl Consumer for AmqpConsumer {
             Ok(Err(e)) => {
                 self.consuming = None;
                 self.held.clear();
-                let why = e.map_or_else(|| "the broker cancelled the consumer".into(), |e| {
-                    e.to_string()
-                });
+                let why = e.map_or_else(
+                    || "the broker cancelled the consumer".into(),
+                    |e| e.to_string(),
+                );
                 return Err(BrokerError::Connection(format!(
                     "consuming queue {}: {why}",
                     self.queue

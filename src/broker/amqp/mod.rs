@@ -180,7 +180,10 @@ pub(crate) fn amqp_uri(url: &url::Url, opts: &AmqpOptions) -> Result<AMQPUri, Br
         authority: AMQPAuthority {
             userinfo: AMQPUserInfo { username, password },
             // url keeps IPv6 literals in brackets; the socket wants them bare.
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
         },
         vhost: if vhost.is_empty() { "/".into() } else { vhost },
@@ -318,4 +321,36 @@ pub(crate) fn to_broker_error(e: &lapin::Error, what: &str, exchange: Option<&st
 pub(crate) fn exchange_named_in(text: &str) -> Option<&str> {
     let rest = &text[text.find("no exchange '")? + "no exchange '".len()..];
     Some(&rest[..rest.find('\'')?])
+}
+
+/// Run all of `futs` at once and return their outputs in order: the first
+/// poll of each comes in order, so the frames they queue (publishes, acks)
+/// keep the order of the slice. lapin resolves each send only once the io
+/// thread has written it; awaited one by one, every message would cost a
+/// round trip between threads.
+pub(crate) async fn join_in_order<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    // Everything before `done` has its output: completion is mostly in
+    // order, so a wake-up seldom polls more than the unfinished tail.
+    let mut done = 0;
+    std::future::poll_fn(|cx| {
+        for (fut, out) in futs.iter_mut().zip(outputs.iter_mut()).skip(done) {
+            if out.is_none() {
+                if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+                    *out = Some(v);
+                }
+            }
+        }
+        while done < outputs.len() && outputs[done].is_some() {
+            done += 1;
+        }
+        if done == outputs.len() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

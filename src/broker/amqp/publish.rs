@@ -3,7 +3,8 @@
 //! closed by a 404 become the matching [`BrokerError`].
 
 use super::{
-    bounded, classify, connect, connection_state, to_broker_error, AmqpOptions, Failure,
+    bounded, classify, connect, connection_state, join_in_order, to_broker_error, AmqpOptions,
+    Failure,
 };
 use crate::broker::{BrokerError, Outgoing, Publisher};
 use async_trait::async_trait;
@@ -76,24 +77,25 @@ impl AmqpPublisher {
             mandatory: true,
             immediate: false,
         };
+        let sends = msgs.iter().map(|m| {
+            channel.basic_publish(
+                m.exchange.as_str().into(),
+                m.topic.as_str().into(),
+                options,
+                &m.body,
+                self.properties.clone(),
+            )
+        });
         let mut confirms = Vec::with_capacity(msgs.len());
         // The first thing that went wrong, and for which message.
         let mut failed: Option<(usize, lapin::Error)> = None;
-        for (i, m) in msgs.iter().enumerate() {
-            let sent = channel
-                .basic_publish(
-                    m.exchange.as_str().into(),
-                    m.topic.as_str().into(),
-                    options,
-                    &m.body,
-                    self.properties.clone(),
-                )
-                .await;
+        for (i, sent) in join_in_order(sends.collect()).await.into_iter().enumerate() {
             match sent {
                 Ok(confirm) => confirms.push((i, confirm)),
                 Err(e) => {
-                    failed = Some((i, e));
-                    break;
+                    if failed.is_none() {
+                        failed = Some((i, e));
+                    }
                 }
             }
         }

@@ -95,5 +95,8 @@ fn exchange_name_is_read_from_the_brokers_404_text() {
         exchange_named_in("NOT_FOUND - no exchange 'xs_bob' in vhost '/'"),
         Some("xs_bob")
     );
-    assert_eq!(exchange_named_in("NOT_FOUND - no queue 'q' in vhost '/'"), None);
+    assert_eq!(
+        exchange_named_in("NOT_FOUND - no queue 'q' in vhost '/'"),
+        None
+    );
 }
