@@ -535,6 +535,32 @@ async fn connection_uses_a_30_s_heartbeat() {
 }
 
 #[tokio::test]
+async fn amqps_handshake_failure_is_an_error_not_a_panic() {
+    // The plain port answers TLS with AMQP: the handshake fails. Reaching
+    // that far proves a rustls crypto provider is in place.
+    let url = url::Url::parse("amqps://guest:guest@127.0.0.1:5672/").unwrap();
+    let opts = AmqpOptions {
+        timeout: Duration::from_secs(5),
+        ..AmqpOptions::default()
+    };
+    match amqp::open_publisher(&url, &opts).await {
+        Err(BrokerError::Connection(e)) => assert!(!e.contains("guest:guest"), "{e}"),
+        Err(e) => panic!("expected a Connection error, got {e}"),
+        Ok(_) => panic!("TLS to a plain AMQP port cannot work"),
+    }
+}
+
+#[tokio::test]
+async fn deleting_what_does_not_exist_is_fine() {
+    amqp::delete_queue(&url(), &unique("never-declared"))
+        .await
+        .unwrap();
+    amqp::delete_exchange(&url(), &unique("never-declared"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn publish_rate_with_confirms() {
     let (x, q) = (unique("x"), unique("q"));
     let mut p = publisher().await;
