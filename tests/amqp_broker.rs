@@ -551,6 +551,20 @@ async fn amqps_handshake_failure_is_an_error_not_a_panic() {
 }
 
 #[tokio::test]
+async fn wrong_password_is_refused_without_showing_it() {
+    let url = url::Url::parse("amqp://guest:not-the-password@127.0.0.1:5672/").unwrap();
+    match amqp::open_publisher(&url, &AmqpOptions::default()).await {
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("ACCESS_REFUSED"), "{text}");
+            assert!(!text.contains("not-the-password"), "{text}");
+            assert!(matches!(e, BrokerError::Other(_)), "{e:?}");
+        }
+        Ok(_) => panic!("logged in with a wrong password"),
+    }
+}
+
+#[tokio::test]
 async fn deleting_what_does_not_exist_is_fine() {
     amqp::delete_queue(&url(), &unique("never-declared"))
         .await
