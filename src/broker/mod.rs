@@ -2,8 +2,9 @@
 //!
 //! One pair of traits, [`Publisher`] and [`Consumer`], and a factory that
 //! turns a broker URL into an implementation: `local:` is the embedded
-//! SQLite queue ([`local`]); `amqp://` and `mqtt://` come next. Nothing
-//! above this module knows which one it talks to.
+//! SQLite queue ([`local`]); `amqp://` and `amqps://` are RabbitMQ through
+//! lapin ([`amqp`]); `mqtt://` comes next. Nothing above this module knows
+//! which one it talks to.
 //!
 //! The contract every implementation keeps:
 //! * `publish` returns only once every message is durably held by the broker
@@ -12,6 +13,7 @@
 //! * a delivery stays owned by its consumer until `ack` or `requeue`; if the
 //!   consumer dies, it is delivered again to another (at-least-once).
 
+pub mod amqp;
 pub mod local;
 pub mod mqtt;
 
@@ -107,6 +109,9 @@ pub async fn publisher(
     match url.scheme() {
         "local" => Ok(Box::new(local::open_publisher(&paths.local_broker_db())?)),
         "mqtt" | "mqtts" => Ok(Box::new(mqtt::open_publisher(url)?)),
+        "amqp" | "amqps" => Ok(Box::new(
+            amqp::open_publisher(url, &amqp::AmqpOptions::default()).await?,
+        )),
         other => Err(unsupported(other)),
     }
 }
@@ -127,12 +132,20 @@ pub async fn consumer(
             &paths.state_dir.join("mqtt"),
             queue,
         )?)),
+        "amqp" | "amqps" => {
+            let opts = amqp::AmqpOptions {
+                // Tells the instances of a config apart in rabbitmqctl.
+                connection_name: format!("pitcher[{}] {queue}", std::process::id()),
+                ..amqp::AmqpOptions::default()
+            };
+            Ok(Box::new(amqp::open_consumer(url, queue, &opts).await?))
+        }
         other => Err(unsupported(other)),
     }
 }
 
 fn unsupported(scheme: &str) -> BrokerError {
     BrokerError::Other(anyhow::anyhow!(
-        "broker scheme '{scheme}:' is not supported yet (known: local:)"
+        "broker scheme '{scheme}:' is not supported yet (known: local:, amqp:, amqps:)"
     ))
 }
