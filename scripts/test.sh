@@ -22,6 +22,20 @@ ensure_rabbitmq() {
   return 1
 }
 
+# Mosquitto (MQTT) on 127.0.0.1:1883.
+ensure_mosquitto() {
+  if port_open 1883; then return 0; fi
+  if ! command -v mosquitto >/dev/null; then
+    say "installing mosquitto"
+    apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null
+  fi
+  say "starting Mosquitto"
+  mosquitto -d -c /etc/mosquitto/mosquitto.conf || mosquitto -d -p 1883 || true
+  for _ in $(seq 1 30); do port_open 1883 && return 0; sleep 1; done
+  echo "Mosquitto did not come up on 127.0.0.1:1883" >&2
+  return 1
+}
+
 # The loopback sshd with a throwaway host key, user key and Host alias.
 ensure_sshd() {
   if [ -f scripts/sshd-harness.sh ]; then
@@ -42,6 +56,7 @@ ensure_sr3() {
       python-magic paho-mqtt jsonpickle humanize humanfriendly appdirs
   fi
   export PITCHER_SR3="$SR3_VENV/bin/sr3"
+  export PITCHER_SR3_PYTHON="$SR3_VENV/bin/python"
   export PITCHER_SR3_POST="$SR3_VENV/bin/sr3_post"
 }
 
@@ -50,7 +65,8 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-ensure_rabbitmq || say "continuing without RabbitMQ (only AMQP tests need it)"
+ensure_rabbitmq
+ensure_mosquitto
 ensure_sshd
 ensure_sr3
 
@@ -59,10 +75,11 @@ cargo build --all-targets --quiet
 say "running the tests"
 status=0
 cargo test --no-fail-fast 2>&1 | tee target/test-output.txt || status=1
-# Tests that need the loopback sshd are #[ignore]d for a bare `cargo test`;
-# here the harness is up, so they run (benchmarks excepted).
-say "running the tests against the loopback sshd"
-cargo test --no-fail-fast --test sftp_transport --test sftp_sender -- --ignored --skip benchmark_ 2>&1 | tee -a target/test-output.txt || status=1
+# Tests that need the loopback sshd or the real metpx-sr3 are #[ignore]d for
+# a bare `cargo test`; here both are set up, so they run (benchmarks excepted).
+say "running the tests against the loopback sshd and metpx-sr3"
+cargo test --no-fail-fast --test sftp_transport --test sftp_sender --test mqtt_broker -- --ignored --skip benchmark_ 2>&1 \
+  | tee -a target/test-output.txt || status=1
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.txt | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 echo "all tests: $passed passed, $failed failed"

@@ -104,8 +104,14 @@ fn level_of(level: &str) -> tracing::Level {
 /// Sends log lines at `level` (sr3's logLevel: debug, info, warning, error,
 /// critical) and above to stderr.
 pub fn init(level: &str) {
+    // The broker clients log their own view of connection trouble (with
+    // colour codes); pitcher reports those events itself, once, plainly.
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{},lapin=off,amq_protocol=off,rumqttc=error,openssh=warn",
+        level_of(level).as_str().to_ascii_lowercase()
+    ));
     let _ = tracing_subscriber::fmt()
-        .with_max_level(level_of(level))
+        .with_env_filter(filter)
         .with_writer(LogWriter)
         .event_format(Sr3Format)
         .try_init();
