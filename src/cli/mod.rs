@@ -9,10 +9,12 @@ mod foreground;
 mod list;
 mod logging;
 mod post;
+mod sanity;
 mod show;
 mod start;
 mod status;
 mod stop;
+mod systemd;
 
 use crate::config::{self, Component};
 use crate::state::Paths;
@@ -65,6 +67,14 @@ enum Verb {
     Post(post::PostArgs),
     /// Set up a hot directory on the embedded broker and show files arriving.
     Demo(demo::DemoArgs),
+    /// Put things right, for cron: bring the supervisor back, end hung and
+    /// stray instances; one line per action.
+    Sanity(sanity::SanityArgs),
+    /// Run the supervisor under systemd: `install` or `uninstall` the user unit.
+    Systemd {
+        #[command(subcommand)]
+        action: systemd::Action,
+    },
     /// (internal) Run one instance of a config.
     #[command(hide = true)]
     Instance {
@@ -94,6 +104,8 @@ pub fn main() -> ExitCode {
         Verb::Cleanup { configs } => cleanup::run(&paths, &configs),
         Verb::Post(args) => post::run(&paths, args),
         Verb::Demo(args) => demo::run(&paths, args),
+        Verb::Sanity(args) => sanity::run(&paths, args),
+        Verb::Systemd { action } => systemd::run(&paths, action),
         Verb::Instance { no, config } => foreground::instance(&paths, &config, no),
         Verb::Supervise => foreground::supervise(&paths),
     };

@@ -47,6 +47,8 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
         "stop"
     } else if !started {
         "stra"
+    } else if let Some(h) = supervisor::health(paths, component, name) {
+        h.word() // loop, hung, wVip
     } else if running == 0 {
         "miss"
     } else if running < expected {

@@ -265,7 +265,12 @@ async fn copy_file(
                 put(t, &local, &final_path, PutMode::Replace, large, cfg).await?
             } else {
                 let n = put_exclusive(t, &local, &temp, large, cfg).await?;
-                t.rename(&temp, &final_path).await?;
+                if let Err(e) = t.rename(&temp, &final_path).await {
+                    // Ours, and complete: remove it so the retry need not
+                    // wait for it to go stale.
+                    let _ = t.remove(&temp).await;
+                    return Err(e);
+                }
                 n
             }
         }
@@ -342,6 +347,8 @@ async fn put(
 }
 
 /// Writes `temp` unless another writer is using it; replaces a stale one.
+/// A write that fails half way (disk full, link lost) removes its partial
+/// file, so its retry finds the name free.
 async fn put_exclusive(
     t: &dyn Transport,
     local: &Path,
@@ -349,22 +356,27 @@ async fn put_exclusive(
     large: bool,
     cfg: &Config,
 ) -> io::Result<u64> {
-    if large {
+    let written = if large {
         if inflight_busy(t, temp).await? {
             return Err(busy(temp));
         }
-        return put(t, local, temp, PutMode::Replace, true, cfg).await;
-    }
-    match t.put(local, temp, PutMode::CreateNew).await {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if inflight_busy(t, temp).await? {
-                return Err(busy(temp));
+        put(t, local, temp, PutMode::Replace, true, cfg).await
+    } else {
+        match t.put(local, temp, PutMode::CreateNew).await {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if inflight_busy(t, temp).await? {
+                    return Err(busy(temp));
+                }
+                tracing::info!("replacing stale inflight file {temp}");
+                t.put(local, temp, PutMode::Replace).await
             }
-            tracing::info!("replacing stale inflight file {temp}");
-            t.put(local, temp, PutMode::Replace).await
+            other => other,
         }
-        other => other,
+    };
+    if written.is_err() {
+        let _ = t.remove(temp).await;
     }
+    written
 }
 
 /// True when `temp` exists and was written to within [`STALE_INFLIGHT`].

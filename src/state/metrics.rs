@@ -1,7 +1,8 @@
 //! Per-instance counters, written to the state directory for `status`.
 //!
-//! Each instance rewrites its own small JSON file (atomically) every few
-//! seconds and on exit, so `pitcher status` answers from disk without asking
+//! Each instance rewrites its own small JSON file (atomically) every second,
+//! idle or not, and on exit (so a file that stops changing means a hung
+//! instance), so `pitcher status` answers from disk without asking
 //! any process or broker.
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,10 @@ pub struct Metrics {
     pub queued: Option<u64>,
     /// Whether the broker connection is up.
     pub connected: bool,
+    /// True while the instance is passive because none of its `vip`
+    /// addresses is on this host (`status` shows `wVip`).
+    #[serde(default)]
+    pub waiting_for_vip: bool,
 }
 
 impl Metrics {
