@@ -239,8 +239,8 @@ fn end_hung(
     let mut killed = Vec::new();
     for s in started {
         for (no, pid) in live_instances(paths, s.component, &s.name) {
-            if no == 0 {
-                continue; // a foreground run is its user's business
+            if no == 0 || no > s.instances {
+                continue; // a foreground run is its user's business; extras are strays
             }
             let Some(silent) = report::silent_for(paths, s.component, &s.name, no) else {
                 continue;
