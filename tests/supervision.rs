@@ -52,25 +52,42 @@ fn a_crash_looping_instance_is_held_back_shown_as_loop_and_runs_once_its_config_
         "never shown as a crash loop: {}",
         env.ok(&["status"])
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.state.join("sender/loop/supervisor.json")).unwrap())
-            .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.state.join("sender/loop/supervisor.json")).unwrap(),
+    )
+    .unwrap();
     let i = &report["instances"][0];
     assert!(i["restarts"].as_u64().unwrap() >= 2, "{report}");
-    assert!(i["last_exit"].as_str().unwrap().contains("exit status"), "{report}");
+    assert!(
+        i["last_exit"].as_str().unwrap().contains("exit status"),
+        "{report}"
+    );
     // Held back: exits are spaced by the growing delay, not every 0.5 s.
     let exits = |env: &Env| env.logs().matches("sender/loop instance 1 exited").count();
     let n0 = exits(&env);
     std::thread::sleep(Duration::from_secs(3));
-    assert!(exits(&env) - n0 <= 2, "not backing off: {}", exits(&env) - n0);
-    // Fixing the file clears the delay: the instance starts and stays up.
-    env.write_config("sender/loop.conf", &bad.replace("gopher://nowhere", "file:"));
     assert!(
-        wait_until(Duration::from_secs(20), || env.instance_pids("sender/loop").len() == 1),
+        exits(&env) - n0 <= 2,
+        "not backing off: {}",
+        exits(&env) - n0
+    );
+    // Fixing the file clears the delay: the instance starts and stays up.
+    env.write_config(
+        "sender/loop.conf",
+        &bad.replace("gopher://nowhere", "file:"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || env
+            .instance_pids("sender/loop")
+            .len()
+            == 1),
         "{}",
         env.logs()
     );
-    assert!(wait_until(Duration::from_secs(5), || status_state(&env, "sender/loop") == "run"));
+    assert!(wait_until(Duration::from_secs(5), || status_state(
+        &env,
+        "sender/loop"
+    ) == "run"));
 }
 
 #[test]
@@ -94,7 +111,10 @@ fn sanity_brings_back_a_killed_supervisor_which_restarts_the_missing_instance() 
     assert_eq!(env.instance_pids("sender/hot").len(), 2);
     // Nothing left to do: one summary line.
     let out = env.ok(&["sanity"]);
-    assert!(out.starts_with("sanity: nothing to fix (2 configs started, 3 instances"), "{out}");
+    assert!(
+        out.starts_with("sanity: nothing to fix (2 configs started, 3 instances"),
+        "{out}"
+    );
     // Files still flow.
     std::fs::write(env.hot.join("after"), b"after").unwrap();
     let mut expected = BTreeMap::new();
@@ -121,7 +141,10 @@ fn sanity_kills_hung_instances_and_ends_strays() {
     // itself ends instances above a started config's count).
     env.write_config(
         "sender/other.conf",
-        &format!("broker local:\nexchange xs_other\nsendTo file:\ndirectory {}\n", env.dest.display()),
+        &format!(
+            "broker local:\nexchange xs_other\nsendTo file:\ndirectory {}\n",
+            env.dest.display()
+        ),
     );
     let log = std::fs::File::create(env.root.path().join("stray.log")).unwrap();
     let mut stray = env
@@ -179,7 +202,8 @@ fn sigterm_to_the_supervisor_stops_every_instance_gracefully() {
     std::thread::sleep(Duration::from_secs(1));
     let sup = supervisor_pid(&env).unwrap();
     signal(sup, Signal::SIGTERM);
-    assert!(wait_until(Duration::from_secs(20), || supervisor_pid(&env).is_none()
+    assert!(wait_until(Duration::from_secs(20), || supervisor_pid(&env)
+        .is_none()
         && env.instance_pids("sender/hot").is_empty()
         && env.instance_pids("watch/hot").is_empty()));
     for (log, last) in [
@@ -188,7 +212,10 @@ fn sigterm_to_the_supervisor_stops_every_instance_gracefully() {
         ("watch_hot_01", "asked to stop"),
     ] {
         let text = std::fs::read_to_string(env.state.join(format!("log/{log}.log"))).unwrap();
-        assert!(text.contains("asked to stop") && text.contains(last), "{log}: {text}");
+        assert!(
+            text.contains("asked to stop") && text.contains(last),
+            "{log}: {text}"
+        );
     }
 }
 
@@ -228,7 +255,8 @@ fn a_systemd_supervisor_takes_over_notifies_and_stays_through_pitcher_stop() {
     let detached = supervisor_pid(&env).unwrap();
     let sock_path = env.root.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut sup = systemd_supervisor(&env, &sock_path);
     let mut buf = [0u8; 256];
     let n = sock.recv(&mut buf).unwrap();
@@ -239,7 +267,8 @@ fn a_systemd_supervisor_takes_over_notifies_and_stays_through_pitcher_stop() {
         "the detached supervisor is still running"
     );
     // It runs the started configs again.
-    assert!(wait_until(LIMIT, || env.instance_pids("sender/hot").len() == 1
+    assert!(wait_until(LIMIT, || env.instance_pids("sender/hot").len()
+        == 1
         && env.instance_pids("watch/hot").len() == 1));
     let n = sock.recv(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1"));
@@ -249,7 +278,9 @@ fn a_systemd_supervisor_takes_over_notifies_and_stays_through_pitcher_stop() {
     let out = stop.arg("stop").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("stays under systemd"));
-    assert!(env.instance_pids("sender/hot").is_empty() && env.instance_pids("watch/hot").is_empty());
+    assert!(
+        env.instance_pids("sender/hot").is_empty() && env.instance_pids("watch/hot").is_empty()
+    );
     assert_eq!(supervisor_pid(&env), Some(sup.id() as i32));
     // `start` hands the configs back to it.
     let mut start = env.cmd();
@@ -260,7 +291,9 @@ fn a_systemd_supervisor_takes_over_notifies_and_stays_through_pitcher_stop() {
     // systemctl stop: SIGTERM to the supervisor stops everything.
     signal(sup.id() as i32, Signal::SIGTERM);
     let _ = sup.wait();
-    assert!(env.instance_pids("sender/hot").is_empty() && env.instance_pids("watch/hot").is_empty());
+    assert!(
+        env.instance_pids("sender/hot").is_empty() && env.instance_pids("watch/hot").is_empty()
+    );
 }
 
 /// A `systemctl` that logs its arguments and fails `start` (so pitcher
@@ -281,7 +314,11 @@ fn fake_systemctl(dir: &Path, fail: bool) -> PathBuf {
 }
 
 fn with_path(cmd: &mut Command, bin: &Path) {
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     cmd.env("PATH", path);
 }
 
@@ -302,11 +339,23 @@ fn systemd_install_writes_the_unit_enables_it_and_uninstall_removes_it() {
     let unit = env.root.path().join("xdg/systemd/user/pitcher.service");
     let text = std::fs::read_to_string(&unit).unwrap();
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_pitcher")).unwrap();
-    assert!(text.contains(&format!("ExecStart=\"{}\" supervise", exe.display())), "{text}");
-    assert!(text.contains(&format!("PITCHER_STATE_DIR={}", env.state.display())), "{text}");
-    assert!(out.contains("ran: systemctl --user enable --now pitcher.service"), "{out}");
+    assert!(
+        text.contains(&format!("ExecStart=\"{}\" supervise", exe.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("PITCHER_STATE_DIR={}", env.state.display())),
+        "{text}"
+    );
+    assert!(
+        out.contains("ran: systemctl --user enable --now pitcher.service"),
+        "{out}"
+    );
     let log = std::fs::read_to_string(env.root.path().join("systemctl.log")).unwrap();
-    assert_eq!(log, "--user daemon-reload\n--user enable --now pitcher.service\n");
+    assert_eq!(
+        log,
+        "--user daemon-reload\n--user enable --now pitcher.service\n"
+    );
     // With the unit installed, `start` asks systemd first (this fake
     // refuses), then starts the supervisor itself.
     run(&["start"]);
@@ -315,7 +364,10 @@ fn systemd_install_writes_the_unit_enables_it_and_uninstall_removes_it() {
     assert!(supervisor_pid(&env).is_some());
     let out = run(&["systemd", "uninstall"]);
     assert!(!unit.exists());
-    assert!(out.contains("ran: systemctl --user disable --now pitcher.service"), "{out}");
+    assert!(
+        out.contains("ran: systemctl --user disable --now pitcher.service"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -328,10 +380,20 @@ fn systemd_install_without_a_user_bus_says_what_to_run() {
     let o = c.args(["systemd", "install"]).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
-    assert!(out.contains("could not: systemctl --user daemon-reload failed"), "{out}");
-    assert!(out.contains("systemctl --user enable --now pitcher.service"), "{out}");
+    assert!(
+        out.contains("could not: systemctl --user daemon-reload failed"),
+        "{out}"
+    );
+    assert!(
+        out.contains("systemctl --user enable --now pitcher.service"),
+        "{out}"
+    );
     assert!(out.contains("loginctl enable-linger"), "{out}");
-    assert!(env.root.path().join("xdg/systemd/user/pitcher.service").exists());
+    assert!(env
+        .root
+        .path()
+        .join("xdg/systemd/user/pitcher.service")
+        .exists());
 }
 
 /// A network namespace of the test's own, with a veth pair to put the vip
@@ -370,7 +432,11 @@ impl Netns {
         let mut a = vec!["netns", "exec", self.name.as_str(), "ip"];
         a.extend_from_slice(args);
         let o = Command::new("ip").args(&a).output().unwrap();
-        assert!(o.status.success(), "ip {a:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "ip {a:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     /// `pitcher args…` inside the namespace.
@@ -389,7 +455,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -408,13 +476,17 @@ fn with_vip_instances_work_only_while_the_address_is_here() {
     ns.pitcher(&env, &["start"]);
     std::fs::write(env.hot.join("while_passive"), b"1").unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || status_state(&env, "sender/hot") == "wVip"
+        wait_until(Duration::from_secs(10), || status_state(&env, "sender/hot")
+            == "wVip"
             && status_state(&env, "watch/hot") == "wVip"),
         "{}",
         env.ok(&["status"])
     );
     std::thread::sleep(Duration::from_secs(3));
-    assert!(!env.dest.join("while_passive").exists(), "passive instances delivered");
+    assert!(
+        !env.dest.join("while_passive").exists(),
+        "passive instances delivered"
+    );
     // The address arrives: both take over within seconds; the watch's
     // start-up scan finds what came while it was passive.
     ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "pv0"]);
@@ -424,10 +496,16 @@ fn with_vip_instances_work_only_while_the_address_is_here() {
     assert_eq!(status_state(&env, "sender/hot"), "run");
     // It leaves: passive again, new files wait.
     ns.ip(&["addr", "del", &format!("{VIP}/32"), "dev", "pv0"]);
-    assert!(wait_until(Duration::from_secs(10), || status_state(&env, "sender/hot") == "wVip"));
+    assert!(wait_until(Duration::from_secs(10), || status_state(
+        &env,
+        "sender/hot"
+    ) == "wVip"));
     std::fs::write(env.hot.join("after_leaving"), content(1, 100)).unwrap();
     std::thread::sleep(Duration::from_secs(4));
-    assert!(!env.dest.join("after_leaving").exists(), "delivered without the vip");
+    assert!(
+        !env.dest.join("after_leaving").exists(),
+        "delivered without the vip"
+    );
     // And back.
     ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "pv0"]);
     expected.insert("after_leaving".to_string(), content(1, 100));

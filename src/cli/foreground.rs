@@ -74,8 +74,8 @@ pub fn foreground(paths: &Paths, spec: &str) -> anyhow::Result<ExitCode> {
 /// user's supervisor lock (what the systemd unit runs).
 pub fn supervise(paths: &Paths) -> anyhow::Result<ExitCode> {
     super::init_logging("info");
-    let Some(_lock) = crate::supervisor::lock::supervisor_lock(paths)
-        .context("taking the supervisor lock")?
+    let Some(_lock) =
+        crate::supervisor::lock::supervisor_lock(paths).context("taking the supervisor lock")?
     else {
         anyhow::bail!(
             "a supervisor is already running for {}",

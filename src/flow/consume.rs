@@ -347,7 +347,9 @@ fn take_retries(cfg: &Config, retry: &RetryQueue, pass: &mut Pass) {
                 let what = Message::from_json(&it.body)
                     .map(|m| m.url())
                     .unwrap_or_else(|_| String::from_utf8_lossy(&it.body).into_owned());
-                tracing::warn!("dropped from the retry queue: {what}: no longer accepted by this config");
+                tracing::warn!(
+                    "dropped from the retry queue: {what}: no longer accepted by this config"
+                );
                 pass.retry_done.push(it.id);
             }
         }
@@ -412,7 +414,12 @@ async fn work(
                 if let Some((lane_no, lane)) = held.remove(&e.id()) {
                     let failed = lane
                         .into_iter()
-                        .map(|w| (w, Err(io::Error::other(format!("transfer task failed: {e}")))))
+                        .map(|w| {
+                            (
+                                w,
+                                Err(io::Error::other(format!("transfer task failed: {e}"))),
+                            )
+                        })
                         .collect();
                     lanes_done.push((lane_no, failed));
                 }

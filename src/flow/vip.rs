@@ -166,7 +166,9 @@ mod tests {
 
     #[test]
     fn loopback_is_here_and_a_documentation_address_is_not() {
-        assert!(local_addresses().unwrap().contains(&"127.0.0.1".parse().unwrap()));
+        assert!(local_addresses()
+            .unwrap()
+            .contains(&"127.0.0.1".parse().unwrap()));
         let mut v = Vip::new(&["127.0.0.1".to_string()]);
         assert!(v.still_here());
         // 192.0.2.0/24 is TEST-NET-1: never configured on a real host.

@@ -91,7 +91,9 @@ pub fn supervisor_lock(paths: &Paths) -> io::Result<Option<PidLock>> {
                 return Ok(None);
             }
             if !asked {
-                tracing::info!("taking over from the supervisor started outside systemd (pid {other})");
+                tracing::info!(
+                    "taking over from the supervisor started outside systemd (pid {other})"
+                );
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(other),
                     nix::sys::signal::Signal::SIGTERM,
@@ -128,7 +130,10 @@ mod tests {
         drop((m, m2));
         let s = try_sanitizing(&p).unwrap().expect("free again");
         assert!(managing(&p, Duration::from_millis(200)).unwrap().is_none());
-        assert!(try_sanitizing(&p).unwrap().is_none(), "one sanity at a time");
+        assert!(
+            try_sanitizing(&p).unwrap().is_none(),
+            "one sanity at a time"
+        );
         drop(s);
     }
 }

@@ -217,7 +217,10 @@ mod tests {
 
     #[test]
     fn a_fresh_process_is_young() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let a = age(child.id() as i32);
         let _ = child.kill();
         let _ = child.wait();

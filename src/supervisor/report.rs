@@ -189,11 +189,14 @@ pub fn health(paths: &Paths, component: Component, name: &str) -> Option<Health>
         return Some(Health::CrashLoop);
     }
     let live = super::live_instances(paths, component, name);
-    let live: Vec<u32> = live.into_iter().map(|(n, _)| n).filter(|n| *n > 0).collect();
-    if live
-        .iter()
-        .any(|n| silent_for(paths, component, name, *n).is_some_and(|s| s > HUNG_AFTER.as_secs_f64()))
-    {
+    let live: Vec<u32> = live
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| *n > 0)
+        .collect();
+    if live.iter().any(|n| {
+        silent_for(paths, component, name, *n).is_some_and(|s| s > HUNG_AFTER.as_secs_f64())
+    }) {
         return Some(Health::Hung);
     }
     let passive = |n: &u32| {

@@ -119,7 +119,11 @@ pub async fn supervise(paths: Paths, mut stop: tokio::sync::watch::Receiver<bool
     tracing::info!(
         "supervisor started (pid {}{})",
         std::process::id(),
-        if sup.beat.systemd { ", under systemd" } else { "" }
+        if sup.beat.systemd {
+            ", under systemd"
+        } else {
+            ""
+        }
     );
     systemd::notify("READY=1\nSTATUS=supervising");
     while !*stop.borrow() {
@@ -176,7 +180,10 @@ impl Supervisor {
             }
             match spawn_instance(&self.paths, component, name, n) {
                 Ok(child) => {
-                    tracing::info!("started {component}/{name} instance {n} (pid {})", child.id());
+                    tracing::info!(
+                        "started {component}/{name} instance {n} (pid {})",
+                        child.id()
+                    );
                     if slot.ran {
                         slot.restarts += 1;
                     }

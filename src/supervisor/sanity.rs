@@ -176,7 +176,12 @@ pub fn run(paths: &Paths, opts: &Options) -> std::io::Result<Outcome> {
     let mut findings = Vec::new();
     let before: HashMap<String, u32> = started
         .iter()
-        .map(|s| (s.label(), live_instances(paths, s.component, &s.name).len() as u32))
+        .map(|s| {
+            (
+                s.label(),
+                live_instances(paths, s.component, &s.name).len() as u32,
+            )
+        })
         .collect();
     let killed = end_hung(paths, &started, opts, &mut findings);
     end_strays(paths, &started, &killed, opts, &mut findings);
@@ -275,7 +280,10 @@ fn end_hung(
 fn zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -446,6 +454,9 @@ mod tests {
         assert!(lines[0].contains("started (pid 7)"));
         assert!(lines[1].contains("sender/x instance 2 (pid 9) hung"));
         assert!(lines[2].starts_with("stray pid 3"));
-        assert_eq!(lines[3], "sender/x had 1/2 instances; 1/2 so far (crash loop)");
+        assert_eq!(
+            lines[3],
+            "sender/x had 1/2 instances; 1/2 so far (crash loop)"
+        );
     }
 }

@@ -82,7 +82,12 @@ fn quote(s: &str, exec: bool) -> String {
 /// The unit for the pitcher binary `exe` and the config and state
 /// directories of `paths`.
 pub fn unit_text(exe: &Path, paths: &Paths) -> String {
-    let env = |k: &str, v: &Path| format!("Environment={}\n", quote(&format!("{k}={}", v.display()), false));
+    let env = |k: &str, v: &Path| {
+        format!(
+            "Environment={}\n",
+            quote(&format!("{k}={}", v.display()), false)
+        )
+    };
     format!(
         "# Written by `pitcher systemd install`; `pitcher systemd uninstall` removes it.\n\
          [Unit]\n\
@@ -119,7 +124,10 @@ pub fn installed_for(paths: &Paths) -> bool {
     let Some(text) = unit_path().and_then(|p| std::fs::read_to_string(p).ok()) else {
         return false;
     };
-    let want = quote(&format!("PITCHER_STATE_DIR={}", paths.state_dir.display()), false);
+    let want = quote(
+        &format!("PITCHER_STATE_DIR={}", paths.state_dir.display()),
+        false,
+    );
     text.lines()
         .any(|l| l.strip_prefix("Environment=") == Some(want.as_str()))
 }
@@ -184,17 +192,20 @@ fn step(steps: &mut Vec<Step>, args: &[&str]) -> bool {
 /// place).
 pub fn current_exe() -> std::io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    Ok(match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-        Some(p) => PathBuf::from(p),
-        None => exe,
-    })
+    Ok(
+        match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(p) => PathBuf::from(p),
+            None => exe,
+        },
+    )
 }
 
 /// Writes the unit for this binary and `paths`, reloads systemd, enables
 /// the unit and starts it. A supervisor already running outside systemd
 /// hands over to it (see [`super::lock::supervisor_lock`]).
 pub fn install(paths: &Paths) -> std::io::Result<Outcome> {
-    let unit = unit_path().ok_or_else(|| std::io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
+    let unit = unit_path()
+        .ok_or_else(|| std::io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
     let exe = current_exe()?;
     crate::state::write_atomic(&unit, unit_text(&exe, paths).as_bytes())?;
     let mut steps = Vec::new();
@@ -212,7 +223,8 @@ pub fn install(paths: &Paths) -> std::io::Result<Outcome> {
 /// configs stay started: the next `pitcher start` runs them without
 /// systemd.
 pub fn uninstall() -> std::io::Result<Outcome> {
-    let unit = unit_path().ok_or_else(|| std::io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
+    let unit = unit_path()
+        .ok_or_else(|| std::io::Error::other("neither XDG_CONFIG_HOME nor HOME is set"))?;
     let mut steps = Vec::new();
     if unit.exists() {
         step(&mut steps, &["disable", "--now", UNIT_NAME]);
@@ -248,7 +260,10 @@ mod tests {
             state_dir: "/home/a b/.cache/100%".into(),
         };
         let text = unit_text(Path::new("/opt/pitcher $x/bin/pitcher"), &paths);
-        assert!(text.contains("ExecStart=\"/opt/pitcher $$x/bin/pitcher\" supervise\n"), "{text}");
+        assert!(
+            text.contains("ExecStart=\"/opt/pitcher $$x/bin/pitcher\" supervise\n"),
+            "{text}"
+        );
         assert!(text.contains("Type=notify\n") && text.contains("Restart=always\n"));
         assert!(text.contains("Environment=\"PITCHER_CONFIG_DIR=/home/a b/.config/pitcher\"\n"));
         assert!(text.contains("Environment=\"PITCHER_STATE_DIR=/home/a b/.cache/100%%\"\n"));
