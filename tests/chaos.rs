@@ -118,10 +118,16 @@ fn retries_expire_only_past_retry_ttl_with_one_log_line_each() {
         env.logs()
     );
     let logs = env.logs();
-    let expired: Vec<&str> = logs.lines().filter(|l| l.contains("retry_ttl expired")).collect();
+    let expired: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("retry_ttl expired"))
+        .collect();
     for i in 0..5 {
         let name = format!("blocked/x{i} ");
-        let n = expired.iter().filter(|l| l.contains(&format!("blocked/x{i}"))).count();
+        let n = expired
+            .iter()
+            .filter(|l| l.contains(&format!("blocked/x{i}")))
+            .count();
         assert_eq!(n, 1, "{name}: {expired:?}");
     }
 }

@@ -442,7 +442,10 @@ mod tests {
         }
         async fn put(&self, _local: &Path, remote: &str, _mode: PutMode) -> io::Result<u64> {
             std::fs::write(remote, b"half")?;
-            Err(io::Error::new(io::ErrorKind::StorageFull, "No space left on device"))
+            Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device",
+            ))
         }
         async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
             self.0.rename(from, to).await
