@@ -42,7 +42,7 @@ struct Cli {
 enum Verb {
     /// Start configs (all when none is named) under the supervisor.
     Start { configs: Vec<String> },
-    /// Stop configs gracefully (all, and the supervisor, when none is named).
+    /// Stop configs gracefully (all, and the supervisor unless systemd runs it, when none is named).
     Stop { configs: Vec<String> },
     /// Stop, then start again (applies changed configs).
     Restart { configs: Vec<String> },
