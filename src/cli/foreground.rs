@@ -81,13 +81,13 @@ pub fn foreground(paths: &Paths, spec: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// `pitcher supervise`: the supervisor in the foreground, holding the
-/// user's supervisor lock; with `metrics` (else `PITCHER_METRICS_ADDR`),
+/// user's supervisor lock (what the systemd unit runs); with `metrics` (else `PITCHER_METRICS_ADDR`),
 /// it serves Prometheus metrics there.
 pub fn supervise(paths: &Paths, metrics: Option<String>) -> anyhow::Result<ExitCode> {
     let day = std::time::Duration::from_secs(86_400);
     super::logging::init_rotating("info", &paths.supervisor_log(), day, 5);
     let Some(_lock) =
-        PidLock::acquire(&paths.supervisor_pid()).context("taking the supervisor lock")?
+        crate::supervisor::lock::supervisor_lock(paths).context("taking the supervisor lock")?
     else {
         anyhow::bail!(
             "a supervisor is already running for {}",

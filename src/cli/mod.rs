@@ -16,10 +16,12 @@ mod logging;
 mod post;
 mod progress;
 mod remove;
+mod sanity;
 mod show;
 mod start;
 mod status;
 mod stop;
+mod systemd;
 mod terminal;
 
 use crate::config::{self, Component};
@@ -54,7 +56,7 @@ enum Verb {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
     },
-    /// Stop configs gracefully (all, and the supervisor, when none is named).
+    /// Stop configs gracefully (all, and the supervisor unless systemd runs it, when none is named).
     Stop { configs: Vec<String> },
     /// Stop, then start again (applies changed configs).
     Restart { configs: Vec<String> },
@@ -106,6 +108,14 @@ enum Verb {
     Post(post::PostArgs),
     /// Set up a hot directory on the embedded broker and show files arriving.
     Demo(demo::DemoArgs),
+    /// Put things right, for cron: bring the supervisor back, end hung and
+    /// stray instances; one line per action.
+    Sanity(sanity::SanityArgs),
+    /// Run the supervisor under systemd: `install` or `uninstall` the user unit.
+    Systemd {
+        #[command(subcommand)]
+        action: systemd::Action,
+    },
     /// (internal) Run one instance of a config.
     #[command(hide = true)]
     Instance {
@@ -157,6 +167,8 @@ pub fn main() -> ExitCode {
         Verb::Cleanup { configs } => cleanup::run(&paths, &configs),
         Verb::Post(args) => post::run(&paths, args),
         Verb::Demo(args) => demo::run(&paths, args),
+        Verb::Sanity(args) => sanity::run(&paths, args),
+        Verb::Systemd { action } => systemd::run(&paths, action),
         Verb::Instance { no, config } => foreground::instance(&paths, &config, no),
         Verb::Supervise { metrics } => foreground::supervise(&paths, metrics),
     };

@@ -14,6 +14,7 @@ pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut code = ExitCode::SUCCESS;
     let mut waiting = Vec::new();
+    let _managing = supervisor::lock::managing(paths, Duration::from_secs(60))?;
     for (component, name) in select(paths, specs)? {
         if disabled_marker(paths, component, &name).exists() {
             println!("{component}/{name} is disabled; not started");

@@ -1,6 +1,7 @@
 //! `pitcher stop`: clear the started marker, then SIGTERM the instances
 //! and SIGKILL those still alive after a bounded wait. With no config
-//! named, everything stops, the supervisor too.
+//! named, everything stops, the supervisor too, unless systemd runs it:
+//! then it stays, idle, since systemd would only start it again.
 
 use super::select;
 use crate::state::{pidfile, Paths};
@@ -14,11 +15,15 @@ const GRACE: Duration = Duration::from_secs(10);
 /// `pitcher stop [configs]`.
 pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
     let targets = select(paths, specs)?;
+    let _managing = supervisor::lock::managing(paths, Duration::from_secs(60))?;
     for (component, name) in &targets {
         let _ = std::fs::remove_file(started_marker(paths, *component, name));
     }
     if specs.is_empty() {
-        if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
+        if supervisor::supervisor_is_systemd(paths) {
+            // systemd would only start it again: it stays, idle.
+            println!("the supervisor stays under systemd (systemctl --user stop pitcher stops it)");
+        } else if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
             supervisor::stop_pids(&[pid], GRACE + Duration::from_secs(5));
         }
     }

@@ -87,6 +87,10 @@ pub async fn run(
         inst.files.instance,
         spec.name
     );
+    let mut vip = super::vip::Vip::new(&cfg.vip);
+    if vip.wait_until_here(&mut inst).await {
+        return Ok(());
+    }
     let Some(mut consumer) = connect_consumer(&mut inst, &broker_url, &spec).await else {
         return Ok(());
     };
@@ -96,6 +100,19 @@ pub async fn run(
     inst.save_metrics(true);
 
     while !inst.stopping() {
+        if !vip.still_here() {
+            // Passive: every delivery is acked by now; let go of the broker.
+            drop(consumer);
+            drop(publisher.take());
+            if vip.wait_until_here(&mut inst).await {
+                break;
+            }
+            consumer = match connect_consumer(&mut inst, &broker_url, &spec).await {
+                Some(c) => c,
+                None => break,
+            };
+            publisher = super::connect_publisher(&mut inst).await;
+        }
         let deliveries = match consumer.get(cfg.batch, Duration::from_millis(500)).await {
             Ok(d) => d,
             Err(e) => {
@@ -182,6 +199,9 @@ async fn connect_consumer(
                 }
             }
         }
+        // Waiting is not hanging: keep the metrics fresh for `sanity`.
+        inst.metrics.connected = false;
+        inst.save_metrics(false);
         if inst.pause(delay).await {
             return None;
         }
@@ -324,7 +344,12 @@ fn take_retries(cfg: &Config, retry: &RetryQueue, pass: &mut Pass) {
                 old_dest,
             }),
             None => {
-                tracing::warn!("retry item no longer accepted by this config: dropped");
+                let what = Message::from_json(&it.body)
+                    .map(|m| m.url())
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&it.body).into_owned());
+                tracing::warn!(
+                    "dropped from the retry queue: {what}: no longer accepted by this config"
+                );
                 pass.retry_done.push(it.id);
             }
         }
@@ -354,9 +379,14 @@ async fn work(
     }
     let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
+    // What each task holds, to fail it into the retry queue if the task
+    // dies (a panic must not leave its deliveries neither acked nor kept).
+    let mut held: std::collections::HashMap<tokio::task::Id, (usize, Vec<Work>)> =
+        Default::default();
     for (lane_no, lane) in lanes.into_iter().enumerate() {
         let (t, direction, cfg, limit) = (t.clone(), direction.clone(), cfg.clone(), limit.clone());
-        tasks.spawn(async move {
+        let copy = lane.clone();
+        let task = tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let mut done = Vec::with_capacity(lane.len());
             for w in lane {
@@ -373,12 +403,27 @@ async fn work(
             }
             (lane_no, done)
         });
+        held.insert(task.id(), (lane_no, copy));
     }
     let mut lanes_done = Vec::new();
     while let Some(r) = tasks.join_next().await {
         match r {
             Ok(x) => lanes_done.push(x),
-            Err(e) => tracing::error!("a transfer task failed: {e}"),
+            Err(e) => {
+                tracing::error!("a transfer task failed: {e}");
+                if let Some((lane_no, lane)) = held.remove(&e.id()) {
+                    let failed = lane
+                        .into_iter()
+                        .map(|w| {
+                            (
+                                w,
+                                Err(io::Error::other(format!("transfer task failed: {e}"))),
+                            )
+                        })
+                        .collect();
+                    lanes_done.push((lane_no, failed));
+                }
+            }
         }
     }
     lanes_done.sort_by_key(|(n, _)| *n);
@@ -410,7 +455,7 @@ async fn finish(
                         inst.metrics.last_transfer = now_epoch();
                         tracing::info!("sent: {} to {} size: {bytes}", w.msg.url(), w.dest.path());
                         if let Some(o) = announcement(cfg, &w) {
-                            announce.push(o);
+                            announce.push((o, w.origin));
                         }
                     }
                     Outcome::Skipped(why) => tracing::warn!("skipped: {}: {why}", w.msg.url()),
@@ -463,7 +508,20 @@ async fn finish(
             }
         }
     }
-    publish_or_keep(inst, retry, publisher, announce).await;
+    let (msgs, origins): (Vec<Outgoing>, Vec<Origin>) = announce.into_iter().unzip();
+    if !publish_or_keep(inst, retry, publisher, msgs).await {
+        // Neither published nor kept: do the work again later rather than
+        // lose its announcement (the work is idempotent).
+        for o in origins {
+            match o {
+                Origin::Delivery(id) => {
+                    pass.acks.retain(|a| *a != id);
+                    pass.requeue.push(id);
+                }
+                Origin::Retry(id) => pass.retry_done.retain(|r| *r != id),
+            }
+        }
+    }
     if let Some(cache) = nodupe {
         if let Err(e) = cache.record(&seen) {
             tracing::warn!("nodupe cache: {e}");
@@ -492,29 +550,32 @@ fn announcement(cfg: &Config, w: &Work) -> Option<Outgoing> {
 
 /// Publishes announcements; what cannot be published now waits in the
 /// retry queue. An exchange nobody listens to is not an error for an
-/// announcement: it just has no audience yet.
+/// announcement: it just has no audience yet. False when they could be
+/// neither published nor kept.
 async fn publish_or_keep(
     inst: &mut Instance,
     retry: &mut RetryQueue,
     publisher: &mut Option<Box<dyn Publisher>>,
     msgs: Vec<Outgoing>,
-) {
+) -> bool {
     if msgs.is_empty() {
-        return;
+        return true;
     }
     let Some(p) = publisher.as_mut() else {
-        keep_for_retry(retry, &msgs, "post_broker not connected");
-        return;
+        return keep_for_retry(retry, &msgs, "post_broker not connected");
     };
     match publish_tolerant(p.as_mut(), &msgs).await {
-        Ok(n) => inst.metrics.posted += n,
+        Ok(n) => {
+            inst.metrics.posted += n;
+            true
+        }
         Err(e) => {
             tracing::error!(
                 "publishing {} announcements failed: {e}; kept for retry",
                 msgs.len()
             );
-            keep_for_retry(retry, &msgs, &e.to_string());
             *publisher = None;
+            keep_for_retry(retry, &msgs, &e.to_string())
         }
     }
 }
@@ -541,16 +602,21 @@ async fn publish_tolerant(p: &mut dyn Publisher, msgs: &[Outgoing]) -> Result<u6
     }
 }
 
-fn keep_for_retry(retry: &mut RetryQueue, msgs: &[Outgoing], why: &str) {
+/// Stores announcements for a later publish; false if it could not.
+fn keep_for_retry(retry: &mut RetryQueue, msgs: &[Outgoing], why: &str) -> bool {
     let items: Vec<RetryItem> = msgs
         .iter()
         .map(|m| RetryItem::new(RetryKind::Post, m.body.clone(), &m.exchange, &m.topic, why))
         .collect();
-    if let Err(e) = retry.push(&items) {
-        tracing::error!(
-            "cannot keep {} announcements for retry: {e}; they are lost",
-            items.len()
-        );
+    match retry.push(&items) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(
+                "cannot keep {} announcements for retry: {e}; their work will be done again",
+                items.len()
+            );
+            false
+        }
     }
 }
 

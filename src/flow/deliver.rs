@@ -273,7 +273,12 @@ async fn copy_file(
                 put(t, &local, &final_path, PutMode::Replace, large, cfg).await?
             } else {
                 let n = put_exclusive(t, &local, &temp, large, cfg).await?;
-                t.rename(&temp, &final_path).await?;
+                if let Err(e) = t.rename(&temp, &final_path).await {
+                    // Ours, and complete: remove it so the retry need not
+                    // wait for it to go stale.
+                    let _ = t.remove(&temp).await;
+                    return Err(e);
+                }
                 n
             }
         }
@@ -350,6 +355,8 @@ async fn put(
 }
 
 /// Writes `temp` unless another writer is using it; replaces a stale one.
+/// A write that fails half way (disk full, link lost) removes its partial
+/// file, so its retry finds the name free.
 async fn put_exclusive(
     t: &dyn Transport,
     local: &Path,
@@ -357,22 +364,27 @@ async fn put_exclusive(
     large: bool,
     cfg: &Config,
 ) -> io::Result<u64> {
-    if large {
+    let written = if large {
         if inflight_busy(t, temp).await? {
             return Err(busy(temp));
         }
-        return put(t, local, temp, PutMode::Replace, true, cfg).await;
-    }
-    match t.put(local, temp, PutMode::CreateNew).await {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            if inflight_busy(t, temp).await? {
-                return Err(busy(temp));
+        put(t, local, temp, PutMode::Replace, true, cfg).await
+    } else {
+        match t.put(local, temp, PutMode::CreateNew).await {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if inflight_busy(t, temp).await? {
+                    return Err(busy(temp));
+                }
+                tracing::info!("replacing stale inflight file {temp}");
+                t.put(local, temp, PutMode::Replace).await
             }
-            tracing::info!("replacing stale inflight file {temp}");
-            t.put(local, temp, PutMode::Replace).await
+            other => other,
         }
-        other => other,
+    };
+    if written.is_err() {
+        let _ = t.remove(temp).await;
     }
+    written
 }
 
 /// True when `temp` exists and was written to within [`STALE_INFLIGHT`].
@@ -418,4 +430,93 @@ fn mode_of(msg: &Message) -> Option<u32> {
         .as_deref()
         .and_then(|m| u32::from_str_radix(m, 8).ok())
         .map(|m| m & 0o7777)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Component;
+    use crate::transfer::file::FileTransport;
+    use crate::transfer::RemoteStat;
+    use async_trait::async_trait;
+
+    /// A destination whose disk fills up half way through every write.
+    struct FillsUp(FileTransport);
+
+    #[async_trait]
+    impl Transport for FillsUp {
+        async fn mkdirs(&self, dir: &str, mode: u32) -> io::Result<()> {
+            self.0.mkdirs(dir, mode).await
+        }
+        async fn put(&self, _local: &Path, remote: &str, _mode: PutMode) -> io::Result<u64> {
+            std::fs::write(remote, b"half")?;
+            Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device",
+            ))
+        }
+        async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+            self.0.rename(from, to).await
+        }
+        async fn remove(&self, path: &str) -> io::Result<()> {
+            self.0.remove(path).await
+        }
+        async fn rmdir(&self, path: &str) -> io::Result<()> {
+            self.0.rmdir(path).await
+        }
+        async fn symlink(&self, target: &str, path: &str) -> io::Result<()> {
+            self.0.symlink(target, path).await
+        }
+        async fn setstat(
+            &self,
+            path: &str,
+            mode: Option<u32>,
+            times: Option<(SystemTime, SystemTime)>,
+        ) -> io::Result<()> {
+            self.0.setstat(path, mode, times).await
+        }
+        async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>> {
+            self.0.stat(path).await
+        }
+        async fn get(&self, remote: &str, local: &Path) -> io::Result<u64> {
+            self.0.get(remote, local).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_that_fails_half_way_leaves_no_inflight_file_for_its_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dest) = (dir.path().join("src"), dir.path().join("dest"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(dir.path().join("cfg/sender")).unwrap();
+        std::fs::write(
+            dir.path().join("cfg/sender/t.conf"),
+            format!(
+                "broker local:\nexchange x\nsendTo file:\ndirectory {}\ninflight .tmp\n",
+                dest.display()
+            ),
+        )
+        .unwrap();
+        let cfg = crate::config::load(&dir.path().join("cfg"), Component::Sender, "t").unwrap();
+        std::fs::write(src.join("a.dat"), b"whole content").unwrap();
+        let msg = Message::for_file(
+            &format!("file:{}", src.display()),
+            "a.dat",
+            &src.join("a.dat"),
+            &crate::message::FileMessageOptions::default(),
+        )
+        .unwrap();
+        let placement = filter::decide(&cfg, &msg.url()).expect("accepted");
+        let d = filter::destination(&cfg, &placement, &msg.rel_path).unwrap();
+        let t = FillsUp(FileTransport::new(PathBuf::from("/")));
+        let err = deliver(&t, &Direction::Send, &cfg, &msg, &d, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert!(dest.is_dir(), "the directory was made");
+        assert!(
+            !dest.join("a.dat.tmp").exists() && !dest.join("a.dat").exists(),
+            "a partial inflight file was left behind"
+        );
+    }
 }

@@ -10,6 +10,7 @@
 //! * [`watch`]: turns file system events into announcements; [`post`]:
 //!   announces named files once.
 //! * [`filter`]: masks and destinations, shared by all.
+//! * [`vip`]: active only while a `vip` address is on this host.
 //!
 //! [`Instance`] holds what every component needs: its config, its state
 //! files, its counters and the stop signal.
@@ -21,6 +22,7 @@ pub mod post;
 pub mod sender;
 pub mod subscribe;
 pub mod throttle;
+pub mod vip;
 pub mod watch;
 
 use crate::broker::{self, BrokerError, Outgoing, Publisher};
@@ -148,6 +150,9 @@ pub async fn connect_publisher(inst: &mut Instance) -> Option<Box<dyn Publisher>
                 crate::config::redact_url(&url)
             ),
         }
+        // Waiting is not hanging: keep the metrics fresh for `sanity`.
+        inst.metrics.connected = false;
+        inst.save_metrics(false);
         if inst.pause(delay).await {
             return None;
         }

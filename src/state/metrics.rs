@@ -1,8 +1,9 @@
 //! Per-instance counters, written to the state directory for `status` and
 //! the supervisor's `/metrics`.
 //!
-//! Each instance rewrites its own small JSON file (atomically) every second
-//! or so and on exit, so `pitcher status` answers from disk without asking
+//! Each instance rewrites its own small JSON file (atomically) every second,
+//! idle or not (so a file that stops changing means a hung instance), and on
+//! exit, so `pitcher status` answers from disk without asking
 //! any process or broker. Counters count from the instance's start. Beside
 //! them the file keeps an earlier [`Sample`] of the counters, 5 to 10
 //! seconds old, so a reader derives rates (messages/s, bytes/s) from one
@@ -100,6 +101,10 @@ pub struct Metrics {
     pub queued: Option<u64>,
     /// Whether the broker connection is up.
     pub connected: bool,
+    /// True while the instance is passive because none of its `vip`
+    /// addresses is on this host (`status` shows `wVip`).
+    #[serde(default)]
+    pub waiting_for_vip: bool,
     /// ERROR lines this instance logged.
     pub errors: u64,
     /// WARN lines this instance logged.

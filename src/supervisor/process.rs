@@ -1,4 +1,5 @@
-//! Spawning and signalling processes.
+//! Spawning and signalling processes: instances, and the supervisor
+//! itself when `start` or `sanity` finds it gone.
 
 use crate::config::Component;
 use crate::state::{pidfile, Paths};
@@ -25,12 +26,7 @@ fn log_for_append(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 fn pitcher(paths: &Paths) -> std::io::Result<Command> {
     // After an upgrade in place, /proc/self/exe reads "<path> (deleted)":
     // start the new binary at that path.
-    let exe = std::env::current_exe()?;
-    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-        Some(p) => std::path::PathBuf::from(p),
-        None => exe,
-    };
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(super::systemd::current_exe()?);
     cmd.env("PITCHER_CONFIG_DIR", &paths.config_dir)
         .env("PITCHER_STATE_DIR", &paths.state_dir);
     Ok(cmd)
@@ -59,11 +55,23 @@ pub fn spawn_instance(
         .spawn()
 }
 
-/// Makes sure the user's supervisor runs; starts it detached if not.
-/// Returns its pid.
+/// Makes sure the user's supervisor runs; starts it if not: through
+/// systemd when the pitcher unit is installed for these directories,
+/// detached otherwise (and when systemd fails). Returns its pid.
 pub fn ensure_supervisor(paths: &Paths) -> std::io::Result<i32> {
     if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
         return Ok(pid);
+    }
+    if super::systemd::installed_for(paths) && !super::systemd::managed() {
+        match super::systemd::systemctl(&["start", super::systemd::UNIT_NAME]) {
+            Ok(()) => {
+                if let Some(pid) = wait_for_supervisor(paths, Duration::from_secs(10)) {
+                    return Ok(pid);
+                }
+                tracing::warn!("systemd did not start the supervisor; starting it detached");
+            }
+            Err(e) => tracing::warn!("{e}; starting the supervisor detached"),
+        }
     }
     let log = log_for_append(&paths.supervisor_log())?;
     let mut child = pitcher(paths)?
@@ -95,6 +103,18 @@ pub fn ensure_supervisor(paths: &Paths) -> std::io::Result<i32> {
     Err(std::io::Error::other(
         "the supervisor did not start within 10 s",
     ))
+}
+
+/// The supervisor's pid once one holds the lock (at most `limit`).
+fn wait_for_supervisor(paths: &Paths, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
+            return Some(pid);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 fn alive(pid: i32) -> bool {

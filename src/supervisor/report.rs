@@ -232,7 +232,12 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
     }
     (r.rss, r.uss, r.cpu_user, r.cpu_system) =
         (usage.rss, usage.uss, usage.cpu_user, usage.cpu_system);
-    r.state = state_of(&r, cfg.is_ok(), started, disabled, foreground, now - last);
+    r.state = match super::health(paths, component, name) {
+        // The supervisor's and sanity's view (crash loop, hung, waiting for
+        // the vip) of a started config comes before the counters'.
+        Some(h) if started && cfg.is_ok() && !disabled => h.word().to_string(),
+        _ => state_of(&r, cfg.is_ok(), started, disabled, foreground, now - last),
+    };
     r
 }
 

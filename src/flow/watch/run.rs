@@ -28,8 +28,26 @@ struct Pending {
     changes: Vec<Change>,
 }
 
-/// Runs a watch instance until it is asked to stop.
+/// Runs a watch instance until it is asked to stop; with `vip`, only while
+/// the address is here (each takeover starts with a fresh scan).
 pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
+    let mut vip = crate::flow::vip::Vip::new(&inst.cfg.vip);
+    loop {
+        if vip.wait_until_here(&mut inst).await {
+            return Ok(());
+        }
+        inst = run_active(inst, &mut vip).await?;
+        if inst.stopping() {
+            return Ok(());
+        }
+    }
+}
+
+/// Watches until a stop is asked for or the `vip` leaves this host.
+async fn run_active(
+    mut inst: Instance,
+    vip: &mut crate::flow::vip::Vip,
+) -> anyhow::Result<Instance> {
     let cfg = inst.cfg.clone();
     anyhow::ensure!(!cfg.paths.is_empty(), "a watch needs at least one `path`");
     let base_url = cfg
@@ -44,7 +62,7 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
                 r.display()
             );
             if inst.pause(Duration::from_secs(5)).await {
-                return Ok(());
+                return Ok(inst);
             }
         }
     }
@@ -76,7 +94,7 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     let mut said_unroutable = false;
     let mut removed: HashSet<PathBuf> = HashSet::new();
-    while !inst.stopping() {
+    while !inst.stopping() && vip.still_here() {
         if !pending.is_empty() {
             if publisher.is_none() {
                 publisher = crate::flow::connect_publisher(&mut inst).await;
@@ -143,7 +161,7 @@ pub async fn run(mut inst: Instance) -> anyhow::Result<()> {
         );
     }
     inst.save_metrics(true);
-    Ok(())
+    Ok(inst)
 }
 
 fn join_paths(p: &[PathBuf]) -> String {

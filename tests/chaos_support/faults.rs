@@ -1,0 +1,228 @@
+//! The faults the chaos run injects. Each one is injected, held for a
+//! while (instant for a kill), then healed.
+//!
+//! New kinds go here: a transport or broker that lands (sftp behind a real
+//! sshd, RabbitMQ) adds its own (stop sshd, `rabbitmqctl stop_app`), or an
+//! executable hook in `$CHAOS_HOOKS` is run as `hook inject RUN_DIR` and
+//! `hook heal RUN_DIR` without touching this file.
+
+use super::Rng;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One kind of fault.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// kill -9 of the supervisor (the cron'd sanity brings it back).
+    KillSupervisor,
+    /// kill -9 of a watch instance.
+    KillWatch,
+    /// kill -9 of a sender instance.
+    KillSender,
+    /// A regular file where the sender must make a directory (ENOTDIR,
+    /// even for root), removed when healed.
+    DestUnwritable,
+    /// The destination file system filled up (a tmpfs of its own), freed
+    /// when healed.
+    DestFull,
+    /// An executable from `$CHAOS_HOOKS` (sshd, RabbitMQ …).
+    Hook(PathBuf),
+}
+
+impl Fault {
+    /// A short name for the report.
+    pub fn name(&self) -> String {
+        match self {
+            Fault::KillSupervisor => "kill-9-supervisor".into(),
+            Fault::KillWatch => "kill-9-watch".into(),
+            Fault::KillSender => "kill-9-sender".into(),
+            Fault::DestUnwritable => "dest-unwritable".into(),
+            Fault::DestFull => "dest-full".into(),
+            Fault::Hook(p) => format!(
+                "hook:{}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        }
+    }
+
+    /// True for faults that last until healed.
+    pub fn held(&self) -> bool {
+        !matches!(
+            self,
+            Fault::KillSupervisor | Fault::KillWatch | Fault::KillSender
+        )
+    }
+}
+
+/// The executables in `$CHAOS_HOOKS`, each a fault.
+pub fn hooks() -> Vec<Fault> {
+    let Some(dir) = std::env::var_os("CHAOS_HOOKS") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        use std::os::unix::fs::PermissionsExt;
+        let exec = e
+            .metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if exec.unwrap_or(false) {
+            out.push(Fault::Hook(e.path()));
+        }
+    }
+    out.sort_by_key(|f| f.name());
+    out
+}
+
+/// Where the faults act.
+pub struct Target<'a> {
+    pub state: &'a Path,
+    pub dest: &'a Path,
+    pub run_dir: &'a Path,
+    /// The highest hot-tree directory index fed so far.
+    pub fed_dir: usize,
+}
+
+fn live_pids(dir: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".pid") {
+            if let Some(p) = pitcher::state::pidfile::read_live(&e.path()) {
+                pids.push(p);
+            }
+        }
+    }
+    pids
+}
+
+/// What a held fault needs to undo it.
+pub enum Undo {
+    Nothing,
+    Remove(PathBuf),
+    Hook(PathBuf),
+}
+
+/// Injects `f`; returns a line for the log and how to heal it.
+pub fn inject(f: &Fault, t: &Target, rng: &mut Rng) -> (String, Undo) {
+    let kill9 = |pids: Vec<i32>, what: &str, rng: &mut Rng| match pids.len() {
+        0 => (format!("{what}: none running"), Undo::Nothing),
+        n => {
+            let p = pids[rng.below(n as u64) as usize];
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            (format!("{what} pid {p} killed"), Undo::Nothing)
+        }
+    };
+    match f {
+        Fault::KillSupervisor => kill9(
+            pitcher::state::pidfile::read_live(&t.state.join("supervisor.pid"))
+                .into_iter()
+                .collect(),
+            "supervisor",
+            rng,
+        ),
+        Fault::KillWatch => kill9(live_pids(&t.state.join("watch/hot")), "watch", rng),
+        Fault::KillSender => kill9(live_pids(&t.state.join("sender/hot")), "sender", rng),
+        Fault::DestUnwritable => {
+            // The next directory the sender will need.
+            let mut k = t.fed_dir + 1;
+            while t.dest.join(format!("d{k:03}")).exists() {
+                k += 1;
+            }
+            let p = t.dest.join(format!("d{k:03}"));
+            match std::fs::write(&p, b"in the way") {
+                Ok(()) => (
+                    format!("{} blocked by a file", p.display()),
+                    Undo::Remove(p),
+                ),
+                Err(e) => {
+                    // (Created but not written, on a full disk: not left behind.)
+                    let _ = std::fs::remove_file(&p);
+                    (format!("cannot block {}: {e}", p.display()), Undo::Nothing)
+                }
+            }
+        }
+        Fault::DestFull => {
+            let p = t.dest.join(".chaos-filler");
+            let filled = fill(&p);
+            (
+                format!("destination filled ({filled} bytes)"),
+                Undo::Remove(p),
+            )
+        }
+        Fault::Hook(h) => {
+            let ok = Command::new(h).arg("inject").arg(t.run_dir).status();
+            (
+                format!("{} inject: {ok:?}", h.display()),
+                Undo::Hook(h.clone()),
+            )
+        }
+    }
+}
+
+/// Writes zeros to `p` until the file system is full.
+fn fill(p: &Path) -> u64 {
+    let Ok(mut f) = std::fs::File::create(p) else {
+        return 0;
+    };
+    let chunk = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k as u64,
+        }
+    }
+    let _ = f.sync_all();
+    n
+}
+
+/// Heals a held fault.
+pub fn heal(u: Undo, run_dir: &Path) -> String {
+    match u {
+        Undo::Nothing => String::new(),
+        Undo::Remove(p) => {
+            let _ = std::fs::remove_file(&p);
+            format!("removed {}", p.display())
+        }
+        Undo::Hook(h) => {
+            let ok = Command::new(&h).arg("heal").arg(run_dir).status();
+            format!("{} heal: {ok:?}", h.display())
+        }
+    }
+}
+
+/// A tmpfs of its own mounted on the destination (so it can fill up);
+/// unmounted when dropped.
+pub struct SmallDisk {
+    at: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `mb` MiB on `at`; `None` when mount is not
+    /// allowed here.
+    pub fn mount(at: &Path, mb: u64) -> Option<SmallDisk> {
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mb}m,mode=0755"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        ok.then(|| SmallDisk {
+            at: at.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).output();
+    }
+}

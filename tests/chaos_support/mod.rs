@@ -1,0 +1,347 @@
+//! The chaos run: feed a ledger of files into the hot directory while
+//! faults are injected at random moments, with `pitcher sanity` run every
+//! couple of seconds as cron would; then wait for quiescence and compare
+//! the destination with the ledger.
+//!
+//! Pipeline: watch → `local:` → sender ×N → `file:` destination (the
+//! destination can be moved with `CHAOS_SEND_TO`/`CHAOS_DEST_DIR` once
+//! sftp lands). Knobs (environment): `CHAOS_FILES`, `CHAOS_FEED_SECS`,
+//! `CHAOS_FAULTS`, `CHAOS_SEED`, `CHAOS_DEADLINE_SECS`, `CHAOS_HOOKS`.
+
+pub mod faults;
+pub mod ledger;
+
+use crate::common::Env;
+use faults::{Fault, SmallDisk, Target, Undo};
+use ledger::Ledger;
+use std::time::{Duration, Instant};
+
+/// A small deterministic generator (xorshift64*), so a run can be replayed
+/// with its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// What one run does.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub files: usize,
+    /// Files are fed evenly over this time.
+    pub feed: Duration,
+    /// How many faults, at random moments of the feed.
+    pub faults: usize,
+    /// Fault kinds to draw from (each used at least once when `faults`
+    /// allows).
+    pub kinds: Vec<Fault>,
+    pub sender_instances: u32,
+    /// How long a held fault lasts.
+    pub hold: Duration,
+    /// Give up waiting for quiescence after this (from the end of faults).
+    pub deadline: Duration,
+    pub seed: u64,
+}
+
+fn env_num(k: &str) -> Option<u64> {
+    std::env::var(k).ok()?.parse().ok()
+}
+
+impl Plan {
+    /// `files` over `feed` with `faults` faults, then what the environment
+    /// overrides.
+    pub fn new(files: usize, feed_secs: u64, faults: usize, deadline_secs: u64) -> Plan {
+        let seed = env_num("CHAOS_SEED").unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        });
+        let mut kinds = vec![
+            Fault::KillSender,
+            Fault::KillWatch,
+            Fault::KillSupervisor,
+            Fault::DestUnwritable,
+            Fault::DestFull,
+        ];
+        kinds.extend(faults::hooks());
+        Plan {
+            files: env_num("CHAOS_FILES").map_or(files, |n| n as usize),
+            feed: Duration::from_secs(env_num("CHAOS_FEED_SECS").unwrap_or(feed_secs)),
+            faults: env_num("CHAOS_FAULTS").map_or(faults, |n| n as usize),
+            kinds,
+            sender_instances: 3,
+            hold: Duration::from_secs(3),
+            deadline: Duration::from_secs(env_num("CHAOS_DEADLINE_SECS").unwrap_or(deadline_secs)),
+            seed,
+        }
+    }
+}
+
+/// The figures of a run.
+#[derive(Debug)]
+pub struct Summary {
+    pub files: usize,
+    pub lost: usize,
+    pub corrupt: usize,
+    pub duplicates: usize,
+    pub tmp_left: usize,
+    pub retry_left: u64,
+    pub faults: Vec<String>,
+    pub sanity_actions: Vec<String>,
+    /// From the last fault healed (and the last file fed) to all delivered.
+    pub drain: Duration,
+    pub total: Duration,
+    pub examples: Vec<String>,
+    pub seed: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "chaos: files {}, lost {}, corrupt {}, duplicates {}, tmp left {}, retry left {}; drained {:.1}s after the last fault, total {:.1}s (seed {}; logs in {})",
+            self.files,
+            self.lost,
+            self.corrupt,
+            self.duplicates,
+            self.tmp_left,
+            self.retry_left,
+            self.drain.as_secs_f64(),
+            self.total.as_secs_f64(),
+            self.seed,
+            evidence_dir(self.seed).display()
+        )?;
+        writeln!(f, "faults ({}):", self.faults.len())?;
+        for l in &self.faults {
+            writeln!(f, "  {l}")?;
+        }
+        writeln!(f, "sanity actions ({}):", self.sanity_actions.len())?;
+        for l in &self.sanity_actions {
+            writeln!(f, "  {l}")?;
+        }
+        for e in &self.examples {
+            writeln!(f, "  e.g. {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The fault schedule: (offset from the start, fault), sorted.
+fn schedule(plan: &Plan, rng: &mut Rng, kinds: &[Fault]) -> Vec<(Duration, Fault)> {
+    let mut out: Vec<(Duration, Fault)> = (0..plan.faults)
+        .map(|i| {
+            let kind = if i < kinds.len() {
+                kinds[i].clone()
+            } else {
+                kinds[rng.below(kinds.len() as u64) as usize].clone()
+            };
+            let at = plan
+                .feed
+                .mul_f64(0.1 + 0.85 * (rng.below(1000) as f64 / 1000.0));
+            (at, kind)
+        })
+        .collect();
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+/// Runs sanity every `every` in the background, collecting what it did.
+fn cron_sanity(
+    env: &Env,
+    every: Duration,
+) -> (
+    std::sync::mpsc::Sender<()>,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let mut cmd = env.cmd();
+    cmd.args(["sanity", "--quiet"]);
+    let handle = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        while rx.recv_timeout(every).is_err() {
+            if let Ok(o) = cmd.output() {
+                lines.extend(String::from_utf8_lossy(&o.stdout).lines().map(String::from));
+            }
+        }
+        lines
+    });
+    (tx, handle)
+}
+
+fn retry_left(env: &Env) -> u64 {
+    let out = env.run(&["status", "--json"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| {
+            v.as_array()
+                .map(|a| a.iter().filter_map(|r| r["retry"].as_u64()).sum())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// Where a run's logs, ledger and status are kept for reading afterwards:
+/// `target/tmp/chaos-<seed>/`.
+pub fn evidence_dir(seed: u64) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("chaos-{seed}"))
+}
+
+fn keep_evidence(env: &Env, seed: u64) {
+    let dir = evidence_dir(seed);
+    let _ = std::fs::create_dir_all(dir.join("log"));
+    for e in std::fs::read_dir(env.state.join("log"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = std::fs::copy(e.path(), dir.join("log").join(e.file_name()));
+    }
+    let _ = std::fs::copy(env.root.path().join("ledger.tsv"), dir.join("ledger.tsv"));
+    let _ = std::fs::write(dir.join("status.txt"), env.run(&["status"]).stdout);
+}
+
+/// Runs `plan` and returns its figures.
+pub fn run(plan: &Plan) -> Summary {
+    let t0 = Instant::now();
+    let mut rng = Rng::new(plan.seed);
+    let env = Env::new();
+    let send_to = std::env::var("CHAOS_SEND_TO").unwrap_or_else(|_| "file:".into());
+    let dest = std::env::var_os("CHAOS_DEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env.dest.clone());
+    let mut kinds = plan.kinds.clone();
+    // Declared after `env`, so it is unmounted before the tree is removed.
+    let disk = if kinds.contains(&Fault::DestFull) && dest == env.dest {
+        let mb = (plan.files as u64 * 16 / 1024).max(32);
+        SmallDisk::mount(&env.dest, mb)
+    } else {
+        None
+    };
+    if disk.is_none() && kinds.contains(&Fault::DestFull) {
+        eprintln!("!!! chaos: cannot mount a tmpfs on the destination: no dest-full faults !!!");
+        kinds.retain(|k| *k != Fault::DestFull);
+    }
+    if dest != env.dest {
+        kinds.retain(|k| !matches!(k, Fault::DestFull | Fault::DestUnwritable));
+    }
+    env.hot_directory(plan.sender_instances, "");
+    if send_to != "file:" {
+        let p = env.config.join("sender/hot.conf");
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        let text = text.replace("sendTo file:", &format!("sendTo {send_to}"));
+        std::fs::write(p, text).expect("sender config");
+    }
+    env.ok(&["start"]);
+    let (stop_cron, cron) = cron_sanity(&env, Duration::from_secs(2));
+    let mut plan_faults = schedule(plan, &mut rng, &kinds).into_iter().peekable();
+    let mut held: Vec<(Instant, Undo)> = Vec::new();
+    let mut fault_log = Vec::new();
+    let mut ledger = Ledger::default();
+    let start = Instant::now();
+    let mut i = 0;
+    while i < plan.files || plan_faults.peek().is_some() || !held.is_empty() {
+        let now = start.elapsed();
+        let due = ((now.as_secs_f64() / plan.feed.as_secs_f64().max(0.001)) * plan.files as f64)
+            .ceil() as usize;
+        while i < plan.files.min(due) {
+            ledger
+                .feed(&env.hot, i, &mut rng)
+                .expect("feeding the hot directory");
+            i += 1;
+        }
+        while plan_faults.peek().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, f)) = plan_faults.next() else {
+                break;
+            };
+            let target = Target {
+                state: &env.state,
+                dest: &dest,
+                run_dir: env.root.path(),
+                fed_dir: i / ledger::PER_DIR,
+            };
+            let (line, undo) = faults::inject(&f, &target, &mut rng);
+            fault_log.push(format!("{:5.1}s {}: {line}", now.as_secs_f64(), f.name()));
+            if f.held() {
+                held.push((Instant::now() + plan.hold, undo));
+            }
+        }
+        held.retain_mut(|(until, undo)| {
+            if Instant::now() < *until {
+                return true;
+            }
+            let u = std::mem::replace(undo, Undo::Nothing);
+            let line = faults::heal(u, env.root.path());
+            if !line.is_empty() {
+                fault_log.push(format!(
+                    "{:5.1}s healed: {line}",
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+            false
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = ledger.save(&env.root.path().join("ledger.tsv"));
+    let calm = Instant::now();
+    let mut check = ledger.check(&dest);
+    let mut retry = u64::MAX;
+    while calm.elapsed() < plan.deadline {
+        check = ledger.check(&dest);
+        if check.complete() {
+            retry = retry_left(&env);
+            if retry == 0 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let drain = calm.elapsed();
+    if retry != 0 {
+        retry = retry_left(&env);
+    }
+    let _ = stop_cron.send(());
+    let sanity_actions = cron.join().unwrap_or_default();
+    let duplicates = ledger::duplicates(&env.state.join("log"), "sender_hot_");
+    let mut examples = check.examples.clone();
+    if !check.complete() {
+        let logs = env.logs();
+        let tail: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .take(10)
+            .collect();
+        examples.extend(tail.into_iter().map(String::from));
+    }
+    let summary = Summary {
+        files: plan.files,
+        lost: check.lost,
+        corrupt: check.corrupt,
+        duplicates,
+        tmp_left: check.tmp_left,
+        retry_left: retry,
+        faults: fault_log,
+        sanity_actions,
+        drain,
+        total: t0.elapsed(),
+        examples,
+        seed: plan.seed,
+    };
+    keep_evidence(&env, plan.seed);
+    let _ = env.run(&["stop"]);
+    drop(disk);
+    summary
+}
