@@ -20,12 +20,30 @@ pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
             continue;
         }
         if let Ok(cfg) = load(paths, component, &name) {
-            if cfg.broker.as_ref().is_some_and(|u| u.scheme() == "local")
-                && super::declare::consumes(&cfg)
-            {
+            if let (Some(url), true) = (&cfg.broker, super::declare::consumes(&cfg)) {
                 let q = crate::state::queue_name(paths, &cfg)?;
-                crate::broker::local::delete_queue(&paths.local_broker_db(), &q)?;
-                println!("{component}/{name}: deleted queue {q}");
+                let deleted = match url.scheme() {
+                    "local" => crate::broker::local::delete_queue(&paths.local_broker_db(), &q)
+                        .map(|_| true)
+                        .map_err(anyhow::Error::from),
+                    "amqp" | "amqps" => tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(crate::broker::amqp::delete_queue(url, &q))
+                        .map(|_| true)
+                        .map_err(anyhow::Error::from),
+                    // MQTT keeps sessions, not queues: they expire by themselves.
+                    _ => Ok(false),
+                };
+                match deleted {
+                    Ok(true) => println!("{component}/{name}: deleted queue {q}"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        eprintln!("{component}/{name}: cannot delete queue {q}: {e:#}");
+                        code = ExitCode::FAILURE;
+                        continue;
+                    }
+                }
             }
         }
         let dir = paths.config_state(component, &name);
