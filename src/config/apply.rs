@@ -8,7 +8,7 @@
 
 use super::error::redact_text;
 use super::finalize::default_exchange;
-use super::options::{Binding, Mask, NodupeBasis, Strip};
+use super::options::{Binding, Mask, NodupeBasis, Strip, Verify};
 use super::parser::Parser;
 use super::values::*;
 use regex::Regex;
@@ -159,6 +159,21 @@ impl Parser<'_> {
                 }
             }
             "accelScpCommand" => self.cfg.accel_scp_command = joined,
+            "checksumCommand" => self.cfg.checksum_command = none_if_none(joined),
+            "cleanDirGrace" => {
+                self.cfg.clean_dir_grace = parse_duration(self.single(written, args))?
+            }
+            "verifyDelivery" => {
+                self.cfg.verify_delivery =
+                    match self.single(written, args).to_ascii_lowercase().as_str() {
+                        "off" | "none" | "no" | "false" => Verify::Off,
+                        "size" | "on" | "yes" | "true" => Verify::Size,
+                        "checksum" | "sum" => Verify::Checksum,
+                        other => {
+                            return Err(format!("expected off, size or checksum, not '{other}'"))
+                        }
+                    }
+            }
             "accelCpCommand" => self.cfg.accel_cp_command = joined,
             "identity" => self.cfg.identity_method = identity_method(self.single(written, args))?,
             "logLevel" => self.cfg.log_level = log_level(self.single(written, args))?,
@@ -198,6 +213,7 @@ impl Parser<'_> {
             "force_polling" => &mut c.force_polling,
             "follow_symlinks" => &mut c.follow_symlinks,
             "post_on_start" => &mut c.post_on_start,
+            "delete_source" => &mut c.delete_source,
             _ => return None,
         })
     }

@@ -9,8 +9,9 @@
 use super::options::Component;
 use super::sr3_keywords::UNIMPLEMENTED;
 
-/// Canonical keywords pitcher implements (sorted). `sshConfig` is
-/// pitcher's own; `retryCountMax` is sr3 3.03's.
+/// Canonical keywords pitcher implements (sorted). `sshConfig`,
+/// `verifyDelivery`, `checksumCommand` and `cleanDirGrace` are pitcher's
+/// own; `retryCountMax` is sr3 3.03's.
 pub(crate) const IMPLEMENTED: &[&str] = &[
     "accelCpCommand",
     "accelScpCommand",
@@ -22,8 +23,11 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     "batch",
     "broker",
     "byteRateMax",
+    "checksumCommand",
+    "cleanDirGrace",
     "debug",
     "declare",
+    "delete_source",
     "directory",
     "download",
     "durable",
@@ -82,6 +86,7 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     "timeCopy",
     "timeout",
     "topicPrefix",
+    "verifyDelivery",
     "vip",
 ];
 

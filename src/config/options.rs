@@ -154,6 +154,19 @@ impl Default for FileEvents {
     }
 }
 
+/// How a sender checks a delivered file before acknowledging it
+/// (`verifyDelivery`, pitcher's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// No check beyond the transfer's own success.
+    Off,
+    /// The destination's size equals the bytes sent (the default).
+    Size,
+    /// Size, and a checksum computed at the destination (`checksumCommand`
+    /// over ssh for sftp) equal to the message's identity.
+    Checksum,
+}
+
 /// What the nodupe cache keys on (`nodupe_basis`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodupeBasis {
@@ -298,6 +311,18 @@ pub struct Config {
     pub byte_rate_max: u64,
     /// `messageRateMax` in messages/s, 0 = no limit.
     pub message_rate_max: f64,
+    /// `delete_source`: a sender removes the local file once it is
+    /// delivered (and verified), unless it changed since it was announced.
+    pub delete_source: bool,
+    /// `verifyDelivery` (pitcher's own): off, size (default) or checksum.
+    pub verify_delivery: Verify,
+    /// `checksumCommand` (pitcher's own): the command run at the destination
+    /// (over ssh) to checksum a file; its first word of output is the hex
+    /// digest. Default: `sha512sum` or `md5sum` after the identity method.
+    pub checksum_command: Option<String>,
+    /// `cleanDirGrace` (pitcher's own): how long a directory emptied by
+    /// `delete_source` waits before it is removed (0 = never).
+    pub clean_dir_grace: Duration,
     /// `sshConfig` (pitcher's own): the ssh_config file ssh is given with
     /// `-F`. Also settable with `PITCHER_SSH_CONFIG`.
     pub ssh_config: Option<PathBuf>,

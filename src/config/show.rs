@@ -2,7 +2,7 @@
 //! each, with sr3's keyword names and every password replaced by `***`.
 
 use super::error::{redact_text, redact_url};
-use super::options::{Config, NodupeBasis, Strip};
+use super::options::{Config, NodupeBasis, Strip, Verify};
 use super::values::{duration_text, file_events_text, inflight_text};
 use std::fmt::Display;
 use std::time::Duration;
@@ -77,6 +77,20 @@ impl Config {
                 .as_ref()
                 .map_or_else(|| "None".to_string(), |p| p.display().to_string()),
         );
+        out.add("delete_source", on(self.delete_source));
+        out.add(
+            "verifyDelivery",
+            match self.verify_delivery {
+                Verify::Off => "off",
+                Verify::Size => "size",
+                Verify::Checksum => "checksum",
+            },
+        );
+        out.add(
+            "checksumCommand",
+            self.checksum_command.as_deref().unwrap_or("None"),
+        );
+        out.add("cleanDirGrace", duration_text(self.clean_dir_grace));
 
         out.add("recursive", on(self.recursive));
         out.add("force_polling", on(self.force_polling));

@@ -58,7 +58,6 @@ pub(crate) const UNIMPLEMENTED: &[&str] = &[
     "dataSource",
     "delete",
     "delete_destination",
-    "delete_source",
     "destfn_replace",
     "destfn_script",
     "discard",

@@ -10,6 +10,7 @@
 //! renames, removals or links runs in order, so `a.tmp → a → b` lands as it
 //! happened.
 
+use super::autoclean::Autoclean;
 use super::deliver::{deliver, Direction, Outcome};
 use super::filter::{self, Destination};
 use super::{now_epoch, Instance};
@@ -73,6 +74,16 @@ pub async fn run(
             cfg.nodupe_ttl,
         )?)
     };
+    let autoclean = match (&*direction, cfg.delete_source) {
+        (Direction::Send, true) => {
+            let dir = inst.paths.config_state(cfg.component, &cfg.name);
+            Some(
+                Autoclean::open(&dir, cfg.clean_dir_grace)
+                    .context("opening the autoclean marks")?,
+            )
+        }
+        _ => None,
+    };
     let spec = QueueSpec {
         name: crate::state::queue_name(&inst.paths, &cfg)?,
         bindings: cfg.bindings.clone(),
@@ -128,19 +139,31 @@ pub async fn run(
         inst.metrics.connected = true;
         let had_work = !deliveries.is_empty();
         let mut pass = Pass::default();
-        gather(&mut inst, &cfg, &mut nodupe, deliveries, &mut pass);
+        gather(
+            &mut inst,
+            &cfg,
+            &mut nodupe,
+            &autoclean,
+            deliveries,
+            &mut pass,
+        );
         take_retries(&cfg, &retry, &mut pass);
         let results = work(&transport, &direction, &cfg, std::mem::take(&mut pass.work)).await;
         finish(
             &mut inst,
             &cfg,
             &mut retry,
-            &mut nodupe,
+            (&mut nodupe, &autoclean),
             &mut publisher,
             results,
             &mut pass,
         )
         .await;
+        if let Some(ac) = &autoclean {
+            for d in ac.sweep_dirs() {
+                tracing::info!("autoclean: removed empty directory {}", d.display());
+            }
+        }
         repost(&mut inst, &mut retry, &mut publisher).await;
         if !pass.requeue.is_empty() {
             if let Err(e) = consumer.requeue(&pass.requeue).await {
@@ -157,6 +180,9 @@ pub async fn run(
         }
         if last_housekeeping.elapsed() >= cfg.housekeeping {
             housekeeping(&cfg, &mut retry, &nodupe);
+            if let Some(ac) = &autoclean {
+                ac.expire();
+            }
             last_housekeeping = Instant::now();
         }
         inst.save_metrics(false);
@@ -168,6 +194,45 @@ pub async fn run(
         inst.files.instance
     );
     Ok(())
+}
+
+/// A removal announcement that autoclean caused (its mark is consumed):
+/// why it is not passed on. `None` for everything else.
+fn own_echo(ac: &Autoclean, cfg: &Config, msg: &Message) -> Option<&'static str> {
+    if !msg.file_op.as_ref().is_some_and(|o| o.remove) {
+        return None;
+    }
+    let local = filter::local_source(cfg, msg)?;
+    match ac.take_echo(local.to_str()?) {
+        Ok(true) => Some("removed by autoclean after delivery"),
+        Ok(false) => None,
+        Err(e) => {
+            tracing::warn!("autoclean marks: {e}");
+            None
+        }
+    }
+}
+
+/// Removes the local file of delivered content (`delete_source`), unless
+/// it changed since it was announced.
+fn clean_source(ac: &Autoclean, cfg: &Config, msg: &Message) {
+    let op = msg.file_op.as_ref();
+    if op.is_some_and(|o| o.remove || o.directory || o.link.is_some() || o.hlink.is_some()) {
+        return;
+    }
+    let Some(local) = filter::local_source(cfg, msg) else {
+        return;
+    };
+    // Directories are removed only below a known hot directory.
+    let root = if msg.base_url.starts_with("file:") {
+        crate::transfer::file::root_of(&msg.base_url)
+    } else {
+        cfg.base_dir.as_deref().unwrap_or("/").into()
+    };
+    match ac.clean_file(&local, msg, &root) {
+        Ok(what) => tracing::info!("autoclean: {what}"),
+        Err(e) => tracing::warn!("autoclean: {e}"),
+    }
 }
 
 /// Connects to the broker and declares the queue, retrying with backoff;
@@ -226,6 +291,7 @@ fn gather(
     inst: &mut Instance,
     cfg: &Config,
     nodupe: &mut Option<NodupeCache>,
+    autoclean: &Option<Autoclean>,
     ds: Vec<Delivery>,
     pass: &mut Pass,
 ) {
@@ -240,6 +306,11 @@ fn gather(
                 continue;
             }
         };
+        if let Some(why) = autoclean.as_ref().and_then(|ac| own_echo(ac, cfg, &msg)) {
+            tracing::info!("not propagated: {} ({why})", msg.url());
+            pass.acks.push(d.id);
+            continue;
+        }
         match place(cfg, &msg) {
             Ok(Some((dest, old_dest))) => {
                 if !d.redelivered && is_duplicate(nodupe, cfg, &msg) {
@@ -436,7 +507,7 @@ async fn finish(
     inst: &mut Instance,
     cfg: &Config,
     retry: &mut RetryQueue,
-    nodupe: &mut Option<NodupeCache>,
+    (nodupe, autoclean): (&mut Option<NodupeCache>, &Option<Autoclean>),
     publisher: &mut Option<Box<dyn Publisher>>,
     results: Vec<(Work, io::Result<Outcome>)>,
     pass: &mut Pass,
@@ -456,6 +527,9 @@ async fn finish(
                         tracing::info!("sent: {} to {} size: {bytes}", w.msg.url(), w.dest.path());
                         if let Some(o) = announcement(cfg, &w) {
                             announce.push((o, w.origin));
+                        }
+                        if let Some(ac) = autoclean {
+                            clean_source(ac, cfg, &w.msg);
                         }
                     }
                     Outcome::Skipped(why) => tracing::warn!("skipped: {}: {why}", w.msg.url()),

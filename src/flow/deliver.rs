@@ -9,7 +9,7 @@
 //! mode and times.
 
 use super::filter::{self, Destination};
-use crate::config::{Config, Inflight};
+use crate::config::{Config, Inflight, Verify};
 use crate::message::Message;
 use crate::transfer::{self, PutMode, Transport, TransportOptions};
 use std::collections::HashMap;
@@ -270,9 +270,17 @@ async fn copy_file(
             let large =
                 cfg.accel_threshold > 0 && msg.size.is_some_and(|s| s >= cfg.accel_threshold);
             if temp == final_path {
-                put(t, &local, &final_path, PutMode::Replace, large, cfg).await?
+                let n = put(t, &local, &final_path, PutMode::Replace, large, cfg).await?;
+                verify(t, cfg, msg, &local, &final_path, n).await?;
+                n
             } else {
                 let n = put_exclusive(t, &local, &temp, large, cfg).await?;
+                // Checked under the inflight name: a bad copy never shows
+                // under the final one.
+                if let Err(e) = verify(t, cfg, msg, &local, &temp, n).await {
+                    let _ = t.remove(&temp).await;
+                    return Err(e);
+                }
                 if let Err(e) = t.rename(&temp, &final_path).await {
                     // Ours, and complete: remove it so the retry need not
                     // wait for it to go stale.
@@ -311,6 +319,57 @@ async fn copy_file(
     };
     set_meta(t, cfg, msg, &final_path).await?;
     Ok(Outcome::Done(bytes))
+}
+
+/// Checks a copy at the destination (`verifyDelivery`): its size is the
+/// bytes sent; with `checksum`, its checksum computed there is the
+/// message's identity — when the local file is still the one announced
+/// (else the newer announcement checks the newer content). A mismatch is an
+/// error: the work is retried, never acknowledged as done.
+async fn verify(
+    t: &dyn Transport,
+    cfg: &Config,
+    msg: &Message,
+    local: &Path,
+    remote: &str,
+    sent: u64,
+) -> io::Result<()> {
+    if cfg.verify_delivery == Verify::Off {
+        return Ok(());
+    }
+    let mismatch = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("verification of {remote} failed: {what}"),
+        )
+    };
+    match t.stat(remote).await? {
+        Some(st) if st.size == sent => {}
+        Some(st) => return Err(mismatch(format!("{} bytes there, {sent} sent", st.size))),
+        None => return Err(mismatch("it is not there".into())),
+    }
+    if cfg.verify_delivery == Verify::Checksum {
+        let Some(id) = msg
+            .identity
+            .as_ref()
+            .filter(|i| matches!(i.method.as_str(), "sha512" | "md5"))
+        else {
+            return Ok(());
+        };
+        if !super::autoclean::unchanged(local, msg) {
+            return Ok(());
+        }
+        let there = t
+            .checksum(remote, &id.method, cfg.checksum_command.as_deref())
+            .await?;
+        if there != id.value {
+            return Err(mismatch(format!(
+                "{} there is {there}, announced {}",
+                id.method, id.value
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Why a local file cannot be sent, if it cannot.

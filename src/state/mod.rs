@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod nodupe;
 pub mod pidfile;
 pub mod retry;
-mod sqlite;
+pub mod sqlite;
 
 use crate::config::Component;
 use std::path::{Path, PathBuf};

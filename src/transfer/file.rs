@@ -150,6 +150,26 @@ impl Transport for FileTransport {
         .await
     }
 
+    async fn checksum(
+        &self,
+        path: &str,
+        method: &str,
+        _command: Option<&str>,
+    ) -> io::Result<String> {
+        let (p, method) = (self.local(path), method.to_string());
+        blocking(move || {
+            crate::message::compute_identity(&p, &method)?
+                .map(|i| i.value)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!("no checksum for identity method {method}"),
+                    )
+                })
+        })
+        .await
+    }
+
     async fn get(&self, remote: &str, local: &Path) -> io::Result<u64> {
         let (src, dst) = (self.local(remote), local.to_path_buf());
         blocking(move || {

@@ -66,6 +66,23 @@ pub trait Transport: Send + Sync {
     async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>>;
     /// Copies `remote` into the local file `local`; returns the bytes read.
     async fn get(&self, remote: &str, local: &Path) -> io::Result<u64>;
+    /// The checksum of `path` computed at the destination, as a v03
+    /// identity value (standard base64 of the digest) for `method`
+    /// (`sha512` or `md5`). Where commands run remotely, `command` (its
+    /// first word of output the hex digest; default `sha512sum`/`md5sum`)
+    /// does it there. `Unsupported` where the transport cannot.
+    async fn checksum(
+        &self,
+        path: &str,
+        method: &str,
+        command: Option<&str>,
+    ) -> io::Result<String> {
+        let _ = (path, command);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("no {method} checksum at this destination"),
+        ))
+    }
     /// Copies a large local file (size ≥ accelThreshold) to `remote`,
     /// replacing it, with `accel_command` (e.g. accelScpCommand
     /// `/usr/bin/scp %s %d`) where the transport has a faster path; returns
@@ -74,6 +91,41 @@ pub trait Transport: Send + Sync {
         let _ = accel_command;
         self.put(local, remote, PutMode::Replace).await
     }
+}
+
+/// The default command that prints the hex digest of a file for `method`.
+pub fn default_checksum_command(method: &str) -> Option<&'static str> {
+    match method {
+        "sha512" | "" => Some("sha512sum"),
+        "md5" => Some("md5sum"),
+        _ => None,
+    }
+}
+
+/// The v03 identity value (base64 of the digest) of a hex digest: the first
+/// word of a `sha512sum`-style output.
+pub fn identity_of_hex(output: &str) -> io::Result<String> {
+    use base64::Engine;
+    let hex = output
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('\\');
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .filter(|b| !b.is_empty() && hex.len().is_multiple_of(2))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a hex digest: {:?}", output.trim()),
+            )
+        })?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// How a transport reaches its destination, beyond the URL.
@@ -119,6 +171,23 @@ pub fn for_url_with(send_to: &str, opts: &TransportOptions) -> io::Result<Box<dy
             io::ErrorKind::Unsupported,
             format!("sendTo scheme '{other}:' is not supported (known: file:, sftp:)"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use super::*;
+
+    #[test]
+    fn hex_digests_become_identity_values() {
+        // sha512 of "hello\n", as sha512sum prints it and as sr3 announces it.
+        let out = "e7c22b994c59d9cf2b48e549b1e24666636045930d3da7c1acb299d1c3b7f931f94aae41edda2c2b207a36e10f8bcb8d45223e54878f5b316e7ce3b6bc019629  /x/hello\n";
+        assert_eq!(
+            identity_of_hex(out).unwrap(),
+            "58IrmUxZ2c8rSOVJseJGZmNgRZMNPafBrLKZ0cO3+TH5Sq5B7dosKyB6NuEPi8uNRSI+VIePWzFufOO2vAGWKQ=="
+        );
+        assert!(identity_of_hex("not hex at all").is_err());
+        assert!(identity_of_hex("").is_err());
     }
 }
 

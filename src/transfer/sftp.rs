@@ -299,6 +299,52 @@ impl SftpTransport {
         }
     }
 
+    /// Runs `command` on the server over this transport's master
+    /// connection, with `remote` as its last argument (quoted for the
+    /// remote shell), and returns its standard output. Used to checksum a
+    /// delivered file where it landed (`checksumCommand`).
+    pub async fn remote_output(&self, command: &str, remote: &str) -> io::Result<String> {
+        let c = self.connection().await?;
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-o")
+            .arg(format!("ControlPath={}", c.ctl.display()));
+        cmd.args(["-o", "BatchMode=yes"]);
+        if let Some(cfg) = &self.target.ssh_config {
+            cmd.arg("-F").arg(cfg);
+        }
+        if let Some(u) = &self.target.user {
+            cmd.arg("-l").arg(u);
+        }
+        if let Some(p) = self.target.port {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        let quoted = format!("'{}'", remote.replace('\'', "'\\''"));
+        cmd.arg("--")
+            .arg(&self.target.host)
+            .arg(format!("{command} {quoted}"));
+        cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+        let size = 0;
+        let out = tokio::time::timeout(self.data_timeout(size), cmd.output())
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{command} on {}: timed out", self.target.host),
+                )
+            })??;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(io::Error::other(format!(
+                "{command} {remote} on {}: {} {}",
+                self.target.host,
+                out.status,
+                err.trim()
+            )));
+        }
+        c.touch();
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Copies `local` to `remote` by running `command` (accelScpCommand,
     /// e.g. `/usr/bin/scp %s %d`) over this transport's master connection:
     /// `-o ControlPath=<socket> -o BatchMode=yes [-F <ssh_config>]` are

@@ -391,6 +391,23 @@ impl Transport for SftpTransport {
     async fn put_large(&self, local: &Path, remote: &str, accel_command: &str) -> io::Result<u64> {
         self.put_accelerated(local, remote, accel_command).await
     }
+
+    async fn checksum(
+        &self,
+        path: &str,
+        method: &str,
+        command: Option<&str>,
+    ) -> io::Result<String> {
+        let command = command
+            .or(crate::transfer::default_checksum_command(method))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("no checksum command known for {method}: set checksumCommand"),
+                )
+            })?;
+        crate::transfer::identity_of_hex(&self.remote_output(command, path).await?)
+    }
 }
 
 #[cfg(test)]
