@@ -66,30 +66,6 @@ fn hot_files(env: &Env) -> usize {
         .count()
 }
 
-fn assert_remote(env: &Env, remote: &Path, expected: &BTreeMap<String, Vec<u8>>) {
-    if !wait_until(LIMIT, || &tree(remote) == expected) {
-        let got = tree(remote);
-        let missing: Vec<_> = expected
-            .keys()
-            .filter(|k| !got.contains_key(*k))
-            .take(10)
-            .collect();
-        let tail: Vec<String> = env
-            .logs()
-            .lines()
-            .rev()
-            .take(40)
-            .map(String::from)
-            .collect();
-        panic!(
-            "remote has {} of {}; missing {missing:?}\n{}",
-            got.len(),
-            expected.len(),
-            tail.join("\n")
-        );
-    }
-}
-
 #[test]
 #[ignore = "needs the loopback sshd: bash scripts/test.sh"]
 fn a_thousand_files_arrive_whole_and_leave_the_hot_directory_empty() {
@@ -106,7 +82,7 @@ fn a_thousand_files_arrive_whole_and_leave_the_hot_directory_empty() {
         std::fs::write(&p, &c).unwrap();
         expected.insert(rel, c);
     }
-    assert_remote(&env, &remote.0, &expected);
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
     // Files, then (after the grace) the emptied directories, but never the
     // hot directory itself.
     assert!(
@@ -144,7 +120,7 @@ fn a_file_rewritten_between_post_and_delivery_is_sent_new_and_not_removed_early(
     env.ok(&["start", "sender/to_hpfx"]);
     let mut expected = BTreeMap::new();
     expected.insert("report.csv".to_string(), b"version 2, longer\n".to_vec());
-    assert_remote(&env, &remote.0, &expected);
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
     assert!(
         wait_until(LIMIT, || !f.exists()),
         "the new version was never cleaned"
@@ -193,7 +169,7 @@ fn a_corrupted_remote_copy_is_caught_by_the_checksum_and_sent_again() {
     std::fs::write(env.hot.join("big.bin"), &c).unwrap();
     let mut expected = BTreeMap::new();
     expected.insert("big.bin".to_string(), c);
-    assert_remote(&env, &remote.0, &expected);
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
     assert!(
         flag.exists(),
         "the wrapper never ran: the large file did not go through accelScpCommand"
@@ -277,7 +253,7 @@ fn kill_9_during_cleanup_loses_nothing() {
             );
         }
     }
-    assert_remote(&env, &remote.0, &expected);
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
     assert!(
         wait_until(LIMIT, || hot_files(&env) == 0),
         "{} entries left in the hot directory",

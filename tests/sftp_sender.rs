@@ -69,37 +69,6 @@ fn tutorial(env: &Env, remote: &Path, instances: u32) {
     );
 }
 
-/// Waits until `remote` holds exactly `expected` (no .tmp), else panics.
-fn assert_remote(env: &Env, remote: &Path, expected: &BTreeMap<String, Vec<u8>>) {
-    let ok = wait_until(LIMIT, || &common::tree(remote) == expected);
-    if !ok {
-        let got = common::tree(remote);
-        let missing: Vec<_> = expected
-            .keys()
-            .filter(|k| !got.contains_key(*k))
-            .take(10)
-            .collect();
-        let extra: Vec<_> = got
-            .keys()
-            .filter(|k| !expected.contains_key(*k))
-            .take(10)
-            .collect();
-        let tail: Vec<String> = env
-            .logs()
-            .lines()
-            .rev()
-            .take(40)
-            .map(String::from)
-            .collect();
-        panic!(
-            "remote has {} of {}; missing {missing:?}; extra {extra:?}\n{}",
-            got.len(),
-            expected.len(),
-            tail.join("\n")
-        );
-    }
-}
-
 #[test]
 #[ignore = "needs the loopback sshd: bash scripts/test.sh"]
 fn tutorial_sender_delivers_2000_small_and_5_large_files_over_sftp_and_scp() {
@@ -126,7 +95,7 @@ fn tutorial_sender_delivers_2000_small_and_5_large_files_over_sftp_and_scp() {
         std::fs::rename(env.hot.join(format!("{rel}.tmp")), env.hot.join(&rel)).unwrap();
         expected.insert(rel, c);
     }
-    assert_remote(&env, &remote.0, &expected);
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
     let logs = env.logs();
     assert!(
         logs.contains("l_4.bin") && logs.contains("sent:"),
@@ -166,7 +135,7 @@ fn deletes_renames_and_awkward_names_over_sftp() {
         .map(|n| (n.to_string(), n.as_bytes().to_vec()))
         .collect();
     expected.insert("after.txt".into(), b"renamed".to_vec());
-    assert_remote(&env, &remote.0, &expected);
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
     assert!(
         wait_until(LIMIT, || !remote.0.join("sub dir").exists()),
         "rmdir not applied over sftp"
@@ -215,7 +184,7 @@ fn sshd_killed_mid_run_and_restarted_loses_nothing() {
     run("kill");
     std::thread::sleep(Duration::from_secs(3));
     run("start");
-    assert_remote(&env, &remote.0, &expected);
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
 }
 
 /// ssh processes whose command line names the control directory of `pid`.

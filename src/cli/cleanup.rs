@@ -1,24 +1,15 @@
 //! `pitcher cleanup`: remove a stopped config's queue and state (its
 //! `disabled` marker is kept, as sr3 does).
 
-use super::{load, select};
+use super::load;
 use crate::state::Paths;
 use crate::supervisor;
 use std::process::ExitCode;
 
 /// `pitcher cleanup configs…`.
 pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !specs.is_empty(),
-        "name the configs to clean up (e.g. sender/to_hpfx)"
-    );
-    let mut code = ExitCode::SUCCESS;
-    for (component, name) in select(paths, specs)? {
-        if !supervisor::live_instances(paths, component, &name).is_empty() {
-            eprintln!("{component}/{name} is running: stop it first");
-            code = ExitCode::FAILURE;
-            continue;
-        }
+    let (configs, mut code) = super::select_stopped(paths, specs, "clean up")?;
+    for (component, name) in configs {
         if let Ok(cfg) = load(paths, component, &name) {
             if let (Some(url), true) = (&cfg.broker, super::declare::consumes(&cfg)) {
                 let q = crate::state::queue_name(paths, &cfg)?;

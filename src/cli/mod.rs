@@ -228,6 +228,31 @@ fn select(paths: &Paths, specs: &[String]) -> anyhow::Result<Vec<(Component, Str
     Ok(out)
 }
 
+/// The configs `specs` names (at least one must be named) that are
+/// stopped. A running one gets one line on stderr and turns the exit code
+/// to failure: `what` (cleanup, remove, enable…) needs it stopped first.
+fn select_stopped(
+    paths: &Paths,
+    specs: &[String],
+    what: &str,
+) -> anyhow::Result<(Vec<(Component, String)>, ExitCode)> {
+    anyhow::ensure!(
+        !specs.is_empty(),
+        "name the configs to {what} (e.g. sender/to_hpfx)"
+    );
+    let mut code = ExitCode::SUCCESS;
+    let mut stopped = Vec::new();
+    for (component, name) in select(paths, specs)? {
+        if crate::supervisor::live_instances(paths, component, &name).is_empty() {
+            stopped.push((component, name));
+        } else {
+            eprintln!("{component}/{name} is running: stop it first");
+            code = ExitCode::FAILURE;
+        }
+    }
+    Ok((stopped, code))
+}
+
 /// Shell-style matching of `*` and `?`.
 fn wildcard(pattern: &str, text: &str) -> bool {
     fn m(p: &[char], t: &[char]) -> bool {

@@ -2,24 +2,13 @@
 //! state, `disabled` marker included) and delete its `.conf`, as sr3 does.
 //! Refused while any of its instances runs.
 
-use super::select;
 use crate::state::Paths;
-use crate::supervisor;
 use std::process::ExitCode;
 
 /// `pitcher remove configs…`.
 pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        !specs.is_empty(),
-        "name the configs to remove (e.g. sender/to_hpfx)"
-    );
-    let mut code = ExitCode::SUCCESS;
-    for (component, name) in select(paths, specs)? {
-        if !supervisor::live_instances(paths, component, &name).is_empty() {
-            eprintln!("{component}/{name} is running: stop it first");
-            code = ExitCode::FAILURE;
-            continue;
-        }
+    let (configs, mut code) = super::select_stopped(paths, specs, "remove")?;
+    for (component, name) in configs {
         let spec = format!("{component}/{name}");
         if super::cleanup::run(paths, std::slice::from_ref(&spec))? != ExitCode::SUCCESS {
             code = ExitCode::FAILURE;

@@ -154,9 +154,15 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Waits until `dest` holds exactly the files of `expected` (no `.tmp`),
 /// failing the test with a diff and the logs otherwise.
 pub fn assert_delivered(env: &Env, expected: &BTreeMap<String, Vec<u8>>, limit: Duration) {
-    let ok = wait_until(limit, || &tree(&env.dest) == expected);
+    assert_tree(env, &env.dest, expected, limit)
+}
+
+/// Waits until `dir` holds exactly the files of `expected`, failing the
+/// test with a diff and the end of `env`'s logs otherwise.
+pub fn assert_tree(env: &Env, dir: &Path, expected: &BTreeMap<String, Vec<u8>>, limit: Duration) {
+    let ok = wait_until(limit, || &tree(dir) == expected);
     if !ok {
-        let got = tree(&env.dest);
+        let got = tree(dir);
         let missing: Vec<_> = expected
             .keys()
             .filter(|k| !got.contains_key(*k))
