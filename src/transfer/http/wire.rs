@@ -55,8 +55,7 @@ impl Head {
             .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
             .flat_map(|(_, v)| v.split(','))
             .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .next_back()
+            .rfind(|c| !c.is_empty())
             .is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
         if chunked {
             return Ok(BodyKind::Chunked);
