@@ -3,7 +3,8 @@
 //! A small HTTP/1.1 client, enough to fetch files from a web server the way
 //! sr3 subscribers do: `GET` (and `HEAD` for [`Transport::stat`]) with
 //! `Connection: close`, one TCP connection per request, redirects followed
-//! (at most [`MAX_REDIRECTS`]), the body streamed to the file as it comes.
+//! (at most [`MAX_REDIRECTS`]; never from https down to plain http), the
+//! body streamed to the file as it comes.
 //! Nothing else a [`Transport`] can do makes sense against a web server, so
 //! every other operation fails with `Unsupported`.
 //!
@@ -39,8 +40,8 @@ use tokio_rustls::rustls;
 use url::Url;
 use wire::Head;
 
-/// How many redirects one request follows (curl's and sr3's are larger;
-/// five is plenty for a file server and stops loops quickly).
+/// How many redirects one request follows: plenty for a file server, and
+/// a loop fails fast (Python's urllib, under sr3, allows ten).
 pub const MAX_REDIRECTS: usize = 5;
 
 /// What a relPath component may keep unencoded in a request path: letters,
