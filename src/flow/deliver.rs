@@ -58,7 +58,8 @@ impl Sources {
     /// The transport for a baseUrl and the remote path of `rel` under it.
     /// `file:/x` reads `/x/rel` here; `sftp://host/dir` reads `dir/rel`
     /// relative to the login directory (`sftp://host//abs` is absolute), as
-    /// sr3 reads its URLs.
+    /// sr3 reads its URLs. `http(s)://host/dir` reads the request path
+    /// `/dir/rel`, each relPath component percent-encoded.
     fn resolve(&self, base_url: &str, rel: &str) -> io::Result<(Arc<dyn Transport>, String)> {
         let rel = rel.trim_start_matches('/');
         if base_url.starts_with("file:") {
@@ -72,6 +73,13 @@ impl Sources {
                 format!("baseUrl {base_url}: {e}"),
             )
         })?;
+        if matches!(url.scheme(), "http" | "https") {
+            // The server keeps its user:password (for Basic auth; the http
+            // transport never shows it).
+            let server = &url[..url::Position::BeforePath];
+            let path = transfer::http::remote_path(url.path(), rel);
+            return Ok((self.get_or_make(server)?, path));
+        }
         let server = format!(
             "{}://{}{}",
             url.scheme(),

@@ -10,10 +10,13 @@
 //! * [`file`]: `file:` — a local or NFS-mounted directory.
 //! * [`sftp`]: `sftp://` — SFTP through the system OpenSSH client (ssh config
 //!   aliases, keys, ProxyJump), with large files through scp.
+//! * [`http`]: `http://` and `https://` — downloads from a web server
+//!   (subscribe); every other operation is `Unsupported`.
 //! * [`accel`]: running an accel command (`accelScpCommand`) for large files.
 
 pub mod accel;
 pub mod file;
+pub mod http;
 pub mod sftp;
 
 use async_trait::async_trait;
@@ -167,9 +170,10 @@ pub fn for_url_with(send_to: &str, opts: &TransportOptions) -> io::Result<Box<dy
     match scheme {
         "file" => Ok(Box::new(file::FileTransport::new(file::root_of(send_to)))),
         "sftp" => Ok(Box::new(sftp::SftpTransport::new(send_to, opts)?)),
+        "http" | "https" => Ok(Box::new(http::HttpTransport::new(send_to, opts)?)),
         other => Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("sendTo scheme '{other}:' is not supported (known: file:, sftp:)"),
+            format!("sendTo scheme '{other}:' is not supported (known: file:, sftp:, and http:, https: for downloads)"),
         )),
     }
 }

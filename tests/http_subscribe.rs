@@ -1,0 +1,238 @@
+//! Subscribe downloading over http: a real web server (Python's
+//! `http.server` on 127.0.0.1) serves a directory, v03 messages whose
+//! baseUrl is that server go into the embedded broker, and the real
+//! `pitcher` daemon fetches the files into `directory`.
+
+mod common;
+
+use common::{assert_delivered, content, tree, wait_until, Env};
+use pitcher::message::{FileMessageOptions, Message};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(90);
+const EXCHANGE: &str = "xs_it_http";
+
+/// `python3 -m http.server` serving `dir` on a free port of 127.0.0.1,
+/// stopped when dropped.
+struct WebServer {
+    child: Child,
+    base_url: String,
+    dir: PathBuf,
+}
+
+impl WebServer {
+    fn start(dir: &Path) -> WebServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let up = wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "http.server did not start on port {port}");
+        WebServer {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Writes `rel` under the served directory.
+    fn put(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An installation with `subscribe/web` (mirror on, `directory` = env.dest)
+/// started, so its queue is declared before anything is published.
+fn started_subscriber() -> Env {
+    let env = Env::new();
+    env.write_config(
+        "subscribe/web.conf",
+        &format!(
+            "broker local:\nexchange {EXCHANGE}\ndirectory {}\nmirror on\ninflight .tmp\ntimeout 20\naccept .*\n",
+            env.dest.display()
+        ),
+    );
+    env.ok(&["start"]);
+    env
+}
+
+/// Publishes `msgs` into the embedded broker's exchange.
+fn publish(env: &Env, msgs: &[Message]) {
+    use pitcher::broker::{Outgoing, Publisher};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = env.state.join("local/broker.db");
+        let mut p = pitcher::broker::local::open_publisher(&db).unwrap();
+        let out: Vec<Outgoing> = msgs
+            .iter()
+            .map(|m| Outgoing {
+                exchange: EXCHANGE.into(),
+                topic: m.topic("v03"),
+                body: m.to_json().into_bytes(),
+            })
+            .collect();
+        p.publish(&out).await.unwrap();
+    });
+}
+
+/// The announcement of a served file.
+fn announce(web: &WebServer, rel: &str) -> Message {
+    Message::for_file(
+        &web.base_url,
+        rel,
+        &web.dir.join(rel),
+        &FileMessageOptions::default(),
+    )
+    .unwrap()
+}
+
+fn sha256(path: &Path) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    h.finalize().to_vec()
+}
+
+#[test]
+fn files_named_with_spaces_hashes_and_unicode_arrive_whole() {
+    let env = started_subscriber();
+    let web = WebServer::start(&env.root.path().join("www"));
+    let names = [
+        "with space.txt",
+        "hash#1.txt",
+        "ünïcödé-文件.txt",
+        "sub dir/question?.txt",
+        "100%.txt",
+        "looks%41encoded.txt",
+        "plus+and&amp=.txt",
+    ];
+    let mut expected = BTreeMap::new();
+    let mut msgs = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let c = content(i, 1000 + i * 17);
+        web.put(n, &c);
+        expected.insert(n.to_string(), c);
+        msgs.push(announce(&web, n));
+    }
+    publish(&env, &msgs);
+    assert_delivered(&env, &expected, LIMIT);
+}
+
+#[test]
+fn a_thirty_megabyte_file_arrives_whole() {
+    let env = started_subscriber();
+    let web = WebServer::start(&env.root.path().join("www"));
+    let big = content(7, 30 << 20);
+    let src = web.put("big/thirty.bin", &big);
+    drop(big);
+    publish(&env, &[announce(&web, "big/thirty.bin")]);
+    let dst = env.dest.join("big/thirty.bin");
+    let arrived = wait_until(LIMIT, || {
+        std::fs::metadata(&dst).is_ok_and(|m| m.len() == 30 << 20)
+    });
+    assert!(arrived, "30 MB file did not arrive: {}", env.logs());
+    assert_eq!(sha256(&dst), sha256(&src), "content differs");
+    assert!(!env.dest.join("big/thirty.bin.tmp").exists());
+}
+
+#[test]
+fn a_file_gone_from_the_server_is_skipped_once_not_retried() {
+    let env = started_subscriber();
+    let web = WebServer::start(&env.root.path().join("www"));
+    web.put("gone.txt", b"was here");
+    let gone = announce(&web, "gone.txt");
+    std::fs::remove_file(web.dir.join("gone.txt")).unwrap();
+    web.put("after.txt", b"after");
+    publish(&env, &[gone, announce(&web, "after.txt")]);
+    let mut expected = BTreeMap::new();
+    expected.insert("after.txt".to_string(), b"after".to_vec());
+    assert_delivered(&env, &expected, LIMIT);
+    assert!(
+        wait_until(Duration::from_secs(10), || env
+            .logs()
+            .lines()
+            .any(|l| l.contains("skipped:") && l.contains("gone.txt"))),
+        "no skip line for the 404: {}",
+        env.logs()
+    );
+    // Give a retry a chance to show up, then check there was none.
+    std::thread::sleep(Duration::from_secs(2));
+    let logs = env.logs();
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains("gone.txt") && l.contains("queued for retry")),
+        "the 404 went to the retry queue: {logs}"
+    );
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("skipped:") && l.contains("gone.txt"))
+            .count(),
+        1,
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_rel_path_climbing_out_of_directory_is_refused() {
+    let env = started_subscriber();
+    let web = WebServer::start(&env.root.path().join("www"));
+    // The web server would answer these (it normalises `..`), so the
+    // refusal must come from subscribe itself.
+    web.put("escape.txt", b"escaped");
+    web.put("inside/ok.txt", b"fine");
+    let mut climb = announce(&web, "escape.txt");
+    climb.rel_path = "../escape.txt".into();
+    let mut deep = announce(&web, "escape.txt");
+    deep.rel_path = "inside/../../escape.txt".into();
+    publish(&env, &[climb, deep, announce(&web, "inside/ok.txt")]);
+    let mut expected = BTreeMap::new();
+    expected.insert("inside/ok.txt".to_string(), b"fine".to_vec());
+    assert_delivered(&env, &expected, LIMIT);
+    assert!(
+        wait_until(Duration::from_secs(10), || env
+            .logs()
+            .matches("would escape its directory")
+            .count()
+            >= 2),
+        "{}",
+        env.logs()
+    );
+    let outside = env.dest.parent().unwrap();
+    assert!(
+        !outside.join("escape.txt").exists(),
+        "written outside directory"
+    );
+    assert_eq!(tree(&env.dest).len(), 1);
+}
