@@ -196,6 +196,11 @@ pub async fn run(
     Ok(())
 }
 
+/// A message's URL for the log, with any password in its baseUrl hidden.
+fn shown(msg: &Message) -> String {
+    crate::config::redact_text(&msg.url())
+}
+
 /// A removal announcement that autoclean caused (its mark is consumed):
 /// why it is not passed on. `None` for everything else.
 fn own_echo(ac: &Autoclean, cfg: &Config, msg: &Message) -> Option<&'static str> {
@@ -307,7 +312,7 @@ fn gather(
             }
         };
         if let Some(why) = autoclean.as_ref().and_then(|ac| own_echo(ac, cfg, &msg)) {
-            tracing::info!("not propagated: {} ({why})", msg.url());
+            tracing::info!("not propagated: {} ({why})", shown(&msg));
             pass.acks.push(d.id);
             continue;
         }
@@ -315,7 +320,7 @@ fn gather(
             Ok(Some((dest, old_dest))) => {
                 if !d.redelivered && is_duplicate(nodupe, cfg, &msg) {
                     inst.metrics.duplicates += 1;
-                    tracing::info!("duplicate ignored: {}", msg.url());
+                    tracing::info!("duplicate ignored: {}", shown(&msg));
                     pass.acks.push(d.id);
                     continue;
                 }
@@ -332,12 +337,12 @@ fn gather(
             }
             Ok(None) => {
                 inst.metrics.rejected += 1;
-                tracing::info!("rejected: {} (mask)", msg.url());
+                tracing::info!("rejected: {} (mask)", shown(&msg));
                 pass.acks.push(d.id);
             }
             Err(e) => {
                 inst.metrics.rejected += 1;
-                tracing::error!("rejected: {}: {e}", msg.url());
+                tracing::error!("rejected: {}: {e}", shown(&msg));
                 pass.acks.push(d.id);
             }
         }
@@ -524,7 +529,11 @@ async fn finish(
                         inst.metrics.files_done += 1;
                         inst.metrics.bytes_done += bytes;
                         inst.metrics.last_transfer = now_epoch();
-                        tracing::info!("sent: {} to {} size: {bytes}", w.msg.url(), w.dest.path());
+                        tracing::info!(
+                            "sent: {} to {} size: {bytes}",
+                            shown(&w.msg),
+                            w.dest.path()
+                        );
                         if let Some(o) = announcement(cfg, &w) {
                             announce.push((o, w.origin));
                         }
@@ -532,7 +541,7 @@ async fn finish(
                             clean_source(ac, cfg, &w.msg);
                         }
                     }
-                    Outcome::Skipped(why) => tracing::warn!("skipped: {}: {why}", w.msg.url()),
+                    Outcome::Skipped(why) => tracing::warn!("skipped: {}: {why}", shown(&w.msg)),
                 }
                 if nodupe.is_some() {
                     seen.push(nodupe::entry_for(&w.msg, cfg.nodupe_basis));
@@ -546,7 +555,7 @@ async fn finish(
                 inst.metrics.failed += 1;
                 tracing::error!(
                     "failed: {} to {}: {e}; queued for retry",
-                    w.msg.url(),
+                    shown(&w.msg),
                     w.dest.path()
                 );
                 match w.origin {

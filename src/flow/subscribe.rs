@@ -1,5 +1,5 @@
 //! Subscribe: takes announcements from its queue and downloads each file
-//! from the message's baseUrl (`file:`, `sftp://`) into `directory` here,
+//! from the message's baseUrl (`file:`, `sftp://`, `http(s)://`) into `directory` here,
 //! applying removals, renames and links too; re-announces what it got when
 //! `post_broker` is set. A relPath that would climb out of `directory` is
 //! refused. The loop is [`super::consume`]; the work, [`super::deliver`].
