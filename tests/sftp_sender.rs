@@ -255,3 +255,45 @@ fn no_ssh_master_outlives_a_stopped_or_killed_instance() {
         "masters left after stop"
     );
 }
+
+#[test]
+#[ignore = "needs the loopback sshd: bash scripts/test.sh"]
+fn permission_denied_at_the_destination_is_retried_until_it_clears() {
+    use std::os::unix::fs::PermissionsExt;
+    let _g = SSHD.read().unwrap();
+    let remote = Remote::new("perm");
+    let env = Env::new();
+    tutorial(&env, &remote.0, 2);
+    // The remote directory exists but the login user may not write in it.
+    let locked = remote.0.join("locked");
+    std::fs::create_dir_all(&locked).unwrap();
+    let user = std::env::var("PITCHER_SSHD_USER").unwrap_or_else(|_| "pitchertest".into());
+    let owner = nix::unistd::User::from_name(&user)
+        .unwrap()
+        .expect("the harness's test user");
+    for d in [remote.0.as_path(), locked.as_path()] {
+        nix::unistd::chown(d, Some(owner.uid), Some(owner.gid)).unwrap();
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
+    env.ok(&["start"]);
+    std::fs::create_dir_all(env.hot.join("locked")).unwrap();
+    let mut expected = BTreeMap::new();
+    for i in 0..30 {
+        let c = content(i, 1500);
+        std::fs::write(env.hot.join(format!("locked/p_{i:02}")), &c).unwrap();
+        expected.insert(format!("locked/p_{i:02}"), c);
+    }
+    assert!(
+        wait_until(LIMIT, || env.logs().matches("queued for retry").count()
+            >= 30),
+        "permission denied did not go to the retry queue:\n{}",
+        env.logs()
+    );
+    assert!(
+        env.logs().to_lowercase().contains("permission denied"),
+        "{}",
+        env.logs()
+    );
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::assert_tree(&env, &remote.0, &expected, LIMIT);
+}
