@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{assert_delivered, content, tree, wait_until, Env};
+use common::{assert_delivered, content, wait_until, Env};
 use pitcher::broker::{Binding, Consumer, QueueSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -221,21 +221,19 @@ impl Rig {
         got
     }
 
-    /// Writes `n` files `<prefix>_<i>.dat` (1–8 KiB) into the hot directory,
-    /// half of them in subdirectories, recording what must arrive.
+    /// Writes `n` files at once; see [`write_files`].
     fn drop_files(&self, prefix: &str, n: usize, expected: &mut BTreeMap<String, Vec<u8>>) {
-        for i in 0..n {
-            let rel = if i % 2 == 0 {
-                format!("{prefix}_{i:04}.dat")
-            } else {
-                format!("{prefix}/d{}/{prefix}_{i:04}.dat", i % 5)
-            };
-            let p = self.env.hot.join(&rel);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            let c = content(i + prefix.len() * 7919, 1024 + (i * 37) % 7168);
-            std::fs::write(&p, &c).unwrap();
-            expected.insert(rel, c);
-        }
+        expected.extend(write_files(&self.env.hot, prefix, n, Duration::ZERO));
+    }
+
+    /// Files at the destination, `.tmp` ones included (names only: cheap
+    /// enough to poll while a thousand files arrive).
+    fn arrived(&self) -> usize {
+        walkdir::WalkDir::new(&self.env.dest)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .count()
     }
 
     /// The rows of `pitcher status --json` for the watch and the sender.
@@ -368,6 +366,31 @@ impl Drop for Rig {
     }
 }
 
+/// Writes `n` files `<prefix>_<i>.dat` (1–8 KiB) into `hot`, half of them
+/// in subdirectories, one every `pace`; returns what must arrive.
+fn write_files(
+    hot: &std::path::Path,
+    prefix: &str,
+    n: usize,
+    pace: Duration,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut written = BTreeMap::new();
+    for i in 0..n {
+        let rel = if i % 2 == 0 {
+            format!("{prefix}_{i:04}.dat")
+        } else {
+            format!("{prefix}/d{}/{prefix}_{i:04}.dat", i % 5)
+        };
+        let p = hot.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let c = content(i + prefix.len() * 7919, 1024 + (i * 37) % 7168);
+        std::fs::write(&p, &c).unwrap();
+        written.insert(rel, c);
+        std::thread::sleep(pace);
+    }
+    written
+}
+
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
@@ -394,6 +417,38 @@ fn assert_announced(rig: &Rig, expected: &BTreeMap<String, Vec<u8>>) {
     );
 }
 
+/// Closes, all at once, every connection the rig's instances hold;
+/// returns how many.
+fn close_pitcher_connections(rig: &Rig) -> usize {
+    let conns = rig.pitcher_connections();
+    // At least the 3 consumers and the watch's publisher.
+    assert!(conns.len() >= 4, "pitcher connections: {conns:?}");
+    // In parallel: one rabbitmqctl takes a second or more.
+    let refused: Vec<String> = std::thread::scope(|s| {
+        let closing: Vec<_> = conns
+            .iter()
+            .map(|c| {
+                s.spawn(move || {
+                    rabbitmqctl(
+                        &["close_connection", c, "fault test: closed by the broker"],
+                        Duration::from_secs(30),
+                    )
+                })
+            })
+            .collect();
+        closing
+            .into_iter()
+            .filter_map(|h| h.join().unwrap().err())
+            .collect()
+    });
+    assert!(refused.is_empty(), "close_connection failed: {refused:#?}");
+    conns.len()
+}
+
+/// 1,000 files over about 10 s: the faults happen while they flow.
+const FLOW: usize = 1000;
+const PACE: Duration = Duration::from_millis(10);
+
 #[test]
 #[ignore = "disturbs the shared RabbitMQ: run alone, bash scripts/test.sh does"]
 fn rabbitmq_restarted_mid_run_loses_nothing_and_the_flows_reconnect_by_themselves() {
@@ -403,32 +458,38 @@ fn rabbitmq_restarted_mid_run_loses_nothing_and_the_flows_reconnect_by_themselve
     let _running = RabbitRunning;
     rig.env.ok(&["start"]);
     let mut expected = BTreeMap::new();
-    rig.drop_files("before", 1000, &mut expected);
-    assert!(
-        wait_until(Duration::from_secs(60), || tree(&rig.env.dest).len() >= 100),
-        "nothing flows before the fault\n{}",
-        tail(&rig.env.logs(), 60)
-    );
-    let down = Instant::now();
-    let arrived_before = tree(&rig.env.dest).len();
-    rabbitmqctl(&["stop_app"], Duration::from_secs(60)).unwrap();
-    // Files keep coming while the broker is away.
-    rig.drop_files("during", 200, &mut expected);
-    std::thread::sleep(Duration::from_secs(5).saturating_sub(down.elapsed()));
-    start_rabbitmq().unwrap();
-    let up = Instant::now();
-    let downtime = up - down;
-    rig.drop_files("after", 100, &mut expected);
-    assert_delivered(&rig.env, &expected, DELIVERY);
-    let delivered_in = up.elapsed();
-    rig.assert_settled(Duration::from_secs(30));
-    let settled_in = up.elapsed();
-    if std::env::var_os("FAULTS_LOGS").is_some() { std::fs::write("/tmp/faults.log", rig.env.logs()).unwrap(); }
+    let mut figures = String::new();
+    std::thread::scope(|s| {
+        let flow = s.spawn(|| write_files(&rig.env.hot, "flow", FLOW, PACE));
+        assert!(
+            wait_until(Duration::from_secs(60), || rig.arrived() >= 100),
+            "nothing flows before the fault\n{}",
+            tail(&rig.env.logs(), 60)
+        );
+        let arrived_before = rig.arrived();
+        let down = Instant::now();
+        rabbitmqctl(&["stop_app"], Duration::from_secs(60)).unwrap();
+        let stopped_in = down.elapsed();
+        // More files while the broker is away, beside the steady flow.
+        rig.drop_files("during", 200, &mut expected);
+        std::thread::sleep(Duration::from_secs(5).saturating_sub(down.elapsed()));
+        let restart = Instant::now();
+        start_rabbitmq().unwrap();
+        let up = Instant::now();
+        rig.drop_files("after", 100, &mut expected);
+        expected.extend(flow.join().unwrap());
+        assert_delivered(&rig.env, &expected, DELIVERY);
+        let delivered_in = restart.elapsed();
+        rig.assert_settled(Duration::from_secs(30));
+        figures = format!(
+            "{arrived_before} arrived before stop_app (which took {stopped_in:.1?}); start_app issued {:.1?} after stop_app, up {:.1?} later; all delivered {delivered_in:.1?} after start_app was issued, retry drained after {:.1?}",
+            restart - down,
+            up - restart,
+            restart.elapsed()
+        );
+    });
     assert_announced(&rig, &expected);
-    eprintln!(
-        "RabbitMQ restart: {} files ({arrived_before} arrived before the stop); broker away {downtime:.1?}; all delivered {delivered_in:.1?} after it was back, retry drained after {settled_in:.1?}",
-        expected.len()
-    );
+    eprintln!("RabbitMQ restart: {} files; {figures}", expected.len());
 }
 
 #[test]
@@ -439,63 +500,41 @@ fn connections_closed_by_the_broker_twice_mid_run_lose_nothing() {
     let _running = RabbitRunning;
     rig.env.ok(&["start"]);
     let mut expected = BTreeMap::new();
-    rig.drop_files("first", 600, &mut expected);
     let mut figures = Vec::new();
-    for round in ["second", "third"] {
-        let before = tree(&rig.env.dest).len();
-        assert!(
-            wait_until(Duration::from_secs(60), || tree(&rig.env.dest).len()
-                >= before + 50),
-            "nothing flows before closing the connections\n{}",
-            tail(&rig.env.logs(), 60)
-        );
-        let conns = rig.pitcher_connections();
-        // At least the 3 consumers and the watch's publisher.
-        assert!(conns.len() >= 4, "pitcher connections: {conns:?}");
-        let closed = Instant::now();
-        // All at once (one rabbitmqctl takes a second or more).
-        let refused: Vec<String> = std::thread::scope(|s| {
-            let closing: Vec<_> = conns
-                .iter()
-                .map(|c| {
-                    s.spawn(move || {
-                        rabbitmqctl(
-                            &["close_connection", c, "fault test: closed by the broker"],
-                            Duration::from_secs(30),
-                        )
-                    })
-                })
-                .collect();
-            closing
-                .into_iter()
-                .filter_map(|h| h.join().unwrap().err())
-                .collect()
-        });
-        assert!(refused.is_empty(), "close_connection failed: {refused:#?}");
-        rig.drop_files(round, 200, &mut expected);
-        // Flowing again: new files arrive after the close.
-        let at_close = tree(&rig.env.dest).len();
-        assert!(
-            wait_until(Duration::from_secs(45), || tree(&rig.env.dest).len()
-                >= at_close + 50),
-            "the flow did not resume after the connections were closed\n{}",
-            tail(&rig.env.logs(), 60)
-        );
-        figures.push(format!(
-            "{} connections closed, flowing again after {:.1?}",
-            conns.len(),
-            closed.elapsed()
-        ));
-    }
+    std::thread::scope(|s| {
+        let flow = s.spawn(|| write_files(&rig.env.hot, "flow", FLOW, PACE));
+        for (round, after) in [(100, "second"), (400, "third")] {
+            assert!(
+                wait_until(Duration::from_secs(60), || rig.arrived() >= round),
+                "fewer than {round} files arrived before closing the connections\n{}",
+                tail(&rig.env.logs(), 60)
+            );
+            let n = close_pitcher_connections(&rig);
+            let closed = Instant::now();
+            let at_close = rig.arrived();
+            rig.drop_files(after, 100, &mut expected);
+            // Flowing again: more files arrive after the close.
+            assert!(
+                wait_until(Duration::from_secs(45), || rig.arrived() >= at_close + 100),
+                "the flow did not resume after the connections were closed\n{}",
+                tail(&rig.env.logs(), 60)
+            );
+            figures.push(format!(
+                "{n} connections closed at {at_close} files, 100 more arrived {:.1?} after the last close_connection returned",
+                closed.elapsed()
+            ));
+        }
+        expected.extend(flow.join().unwrap());
+    });
     let t = Instant::now();
     assert_delivered(&rig.env, &expected, DELIVERY);
+    let delivered_in = t.elapsed();
     rig.assert_settled(Duration::from_secs(30));
     assert_announced(&rig, &expected);
     eprintln!(
-        "closed connections: {} files; {}; all delivered {:.1?} after the last resumed",
+        "closed connections: {} files; {}; the rest delivered {delivered_in:.1?} after the flow ended",
         expected.len(),
-        figures.join("; "),
-        t.elapsed()
+        figures.join("; ")
     );
 }
 
