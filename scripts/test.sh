@@ -80,6 +80,9 @@ cargo test --no-fail-fast 2>&1 | tee target/test-output.txt || status=1
 say "running the tests against the loopback sshd and metpx-sr3"
 cargo test --no-fail-fast --test sftp_transport --test sftp_sender --test autoclean --test mqtt_broker --test sr3_interop -- --ignored --skip benchmark_ 2>&1 \
   | tee -a target/test-output.txt || status=1
+# These stop RabbitMQ and close its connections: alone, after everything else.
+say "running the tests that disturb RabbitMQ, alone"
+cargo test --no-fail-fast --test amqp_faults -- --ignored --test-threads 1 2>&1 | tee -a target/test-output.txt || status=1
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.txt | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 echo "all tests: $passed passed, $failed failed"

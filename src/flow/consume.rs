@@ -240,8 +240,14 @@ fn clean_source(ac: &Autoclean, cfg: &Config, msg: &Message) {
     }
 }
 
+/// How often a consumer whose exchange is missing tries to bind again: a
+/// queue declare and a bind on the connection it keeps, cheap enough to
+/// bind within a second of the publisher declaring the exchange.
+const EXCHANGE_POLL: Duration = Duration::from_secs(1);
+
 /// Connects to the broker and declares the queue, retrying with backoff;
-/// `None` if a stop is asked for first.
+/// `None` if a stop is asked for first. Says once why it cannot consume,
+/// and once that it can.
 async fn connect_consumer(
     inst: &mut Instance,
     url: &url::Url,
@@ -249,33 +255,44 @@ async fn connect_consumer(
 ) -> Option<Box<dyn Consumer>> {
     let mut delay = Duration::from_millis(500);
     let mut said = false;
+    // Kept while only the exchange is missing: no reconnection per try.
+    let mut kept: Option<Box<dyn Consumer>> = None;
     loop {
-        let attempt = async {
-            let mut c = broker::consumer(url, &inst.paths, &spec.name).await?;
-            c.declare_queue(spec).await?;
-            Ok::<_, BrokerError>(c)
+        let connected = match kept.take() {
+            Some(c) => Ok(c),
+            None => broker::consumer(url, &inst.paths, &spec.name).await,
         };
-        match attempt.await {
-            Ok(c) => {
-                if said {
-                    tracing::info!("queue {} bound; consuming", spec.name);
+        let (e, pause) = match connected {
+            Ok(mut c) => match c.declare_queue(spec).await {
+                Ok(()) => {
+                    if said {
+                        tracing::info!("queue {} bound; consuming", spec.name);
+                    }
+                    return Some(c);
                 }
-                return Some(c);
-            }
-            Err(e) => {
-                if !said {
-                    tracing::error!("cannot consume queue {} yet: {e}; retrying", spec.name);
-                    said = true;
+                // The publisher (or `pitcher declare`) has not made it yet:
+                // look again soon, it is the only thing missing.
+                Err(e @ BrokerError::NoExchange(_)) => {
+                    kept = Some(c);
+                    (e, EXCHANGE_POLL)
                 }
-            }
+                Err(e) => (e, delay),
+            },
+            Err(e) => (e, delay),
+        };
+        if !said {
+            tracing::error!("cannot consume queue {} yet: {e}; retrying", spec.name);
+            said = true;
         }
         // Waiting is not hanging: keep the metrics fresh for `sanity`.
         inst.metrics.connected = false;
         inst.save_metrics(false);
-        if inst.pause(delay).await {
+        if inst.pause(pause).await {
             return None;
         }
-        delay = (delay * 2).min(Duration::from_secs(30));
+        if kept.is_none() {
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
     }
 }
 
