@@ -134,22 +134,34 @@ pub fn outgoing(cfg: &Config, msg: &Message) -> Option<Outgoing> {
     })
 }
 
-/// Connects a publisher to `post_broker`, retrying with backoff until it
-/// works or a stop is asked for, and declares `post_exchange`.
+/// Connects a publisher to `post_broker`, retrying with backoff (up to
+/// 10 s, so a broker that comes back is used soon) until it works or a stop
+/// is asked for, and declares `post_exchange`.
 pub async fn connect_publisher(inst: &mut Instance) -> Option<Box<dyn Publisher>> {
     let url = inst.cfg.post_broker.clone()?;
     let exchange = inst.cfg.post_exchange.clone()?;
     let mut delay = Duration::from_millis(500);
+    let mut said = false;
     loop {
-        match broker::publisher(&url, &inst.paths).await {
+        let failure = match broker::publisher(&url, &inst.paths).await {
             Ok(mut p) => match p.declare_exchange(&exchange).await {
-                Ok(()) => return Some(p),
-                Err(e) => tracing::error!("cannot declare exchange {exchange}: {e}"),
+                Ok(()) => {
+                    if said {
+                        tracing::info!("post_broker {} is back", crate::config::redact_url(&url));
+                    }
+                    return Some(p);
+                }
+                Err(e) => format!("cannot declare exchange {exchange}: {e}"),
             },
-            Err(e) => tracing::error!(
+            Err(e) => format!(
                 "cannot connect to post_broker {}: {e}",
                 crate::config::redact_url(&url)
             ),
+        };
+        // One line per outage, not one per attempt.
+        if !said {
+            tracing::error!("{failure}; retrying");
+            said = true;
         }
         // Waiting is not hanging: keep the metrics fresh for `sanity`.
         inst.metrics.connected = false;
@@ -157,7 +169,7 @@ pub async fn connect_publisher(inst: &mut Instance) -> Option<Box<dyn Publisher>
         if inst.pause(delay).await {
             return None;
         }
-        delay = (delay * 2).min(Duration::from_secs(30));
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
