@@ -291,7 +291,7 @@ async fn connect_consumer(
             return None;
         }
         if kept.is_none() {
-            delay = (delay * 2).min(Duration::from_secs(30));
+            delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
 }
