@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         "writing the re-read message gave other bytes"
     );
     let value: serde_json::Value = serde_json::from_str(&body).expect("to_json is JSON");
-    assert_eq!(value, message.to_json_value(), "to_json and to_json_value differ");
+    assert_eq!(
+        value,
+        message.to_json_value(),
+        "to_json and to_json_value differ"
+    );
 
     for prefix in ["v03", ""] {
         let topic = message.topic(prefix);

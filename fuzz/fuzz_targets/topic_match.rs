@@ -33,9 +33,7 @@ fn reference(
     }
     let result = match pattern.get(i) {
         None => j == topic.len(),
-        Some(&"#") => {
-            (j..=topic.len()).any(|k| reference(pattern, topic, i + 1, k, memo))
-        }
+        Some(&"#") => (j..=topic.len()).any(|k| reference(pattern, topic, i + 1, k, memo)),
         Some(&"*") => j < topic.len() && reference(pattern, topic, i + 1, j + 1, memo),
         Some(literal) => {
             topic.get(j) == Some(literal) && reference(pattern, topic, i + 1, j + 1, memo)
