@@ -242,17 +242,23 @@ pub(crate) fn is_implemented(keyword: &str) -> bool {
 /// to be a typo (case is ignored in the comparison).
 pub(crate) fn suggest(word: &str) -> Option<&'static str> {
     let lower = word.to_ascii_lowercase();
+    let length = word.chars().count();
+    let limit = (length / 4).clamp(1, 3);
     let candidates = IMPLEMENTED
         .iter()
         .chain(UNIMPLEMENTED)
         .chain(SYNONYMS.iter().map(|(old, _)| old))
         .copied()
         // one- and two-letter synonyms would match any short typo.
-        .filter(|k| k.len() > 2);
+        .filter(|k| k.len() > 2)
+        // The distance is at least the difference in length: skipping the
+        // keywords too long or too short to be within `limit` changes no
+        // answer, and keeps a line of garbage from costing its length times
+        // every keyword's.
+        .filter(|k| k.len().abs_diff(length) <= limit);
     let (best, distance) = candidates
         .map(|k| (k, edit_distance(&lower, &k.to_ascii_lowercase())))
         .min_by_key(|(_, d)| *d)?;
-    let limit = (word.chars().count() / 4).clamp(1, 3);
     (distance <= limit).then_some(best)
 }
 
@@ -323,5 +329,23 @@ mod tests {
         assert_eq!(suggest("sendto"), Some("sendTo"));
         assert_eq!(suggest("post_brokr"), Some("post_broker"));
         assert_eq!(suggest("completely_different"), None);
+    }
+
+    /// Found by fuzzing: a long unknown word was compared with every
+    /// keyword at a cost of its length each, so a line of garbage took
+    /// seconds to be refused.
+    #[test]
+    fn a_huge_unknown_word_gets_no_suggestion_quickly() {
+        let garbage = "x".repeat(1 << 20);
+        let started = std::time::Instant::now();
+        assert_eq!(suggest(&garbage), None);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "took {:?}",
+            started.elapsed()
+        );
+        // Length filtering keeps every near miss within reach.
+        assert_eq!(suggest("accelThreshol"), Some("accelThreshold"));
+        assert_eq!(suggest("accelThresholdXY"), Some("accelThreshold"));
     }
 }

@@ -307,6 +307,21 @@ mod tests {
 
     const WATCH_BODY: &str = r#"{"pubTime": "20261129T014913.519407034", "relPath": "cap/sub dir/hello world.txt", "baseUrl": "file:/home/bob/to_hpfx", "source": "guest", "mode": "644", "size": 6, "mtime": "20261129T014909.837486744", "atime": "20261129T014909.837486744", "identity": {"method": "sha512", "value": "58IrmUxZ2c8rSOVJseJGZmNgRZMNPafBrLKZ0cO3+TH5Sq5B7dosKyB6NuEPi8uNRSI+VIePWzFufOO2vAGWKQ=="}}"#;
 
+    /// Found by fuzzing: a number in an unknown field was read to the
+    /// nearest-but-one float, so re-publishing a message changed it
+    /// (`2.2222222222222219e+46` came back as `2.222222222222222e+46`).
+    #[test]
+    fn numbers_in_extra_fields_survive_republishing() {
+        let body = br#"{"pubTime": "20261129T014928.529", "relPath": "a", "baseUrl": "file:", "h": {"n": 22222222222222222222222222222222222222222222222, "f": 0.30000000000000004}}"#;
+        let m = Message::from_json(body).unwrap();
+        let again = Message::from_json(m.to_json().as_bytes()).unwrap();
+        assert_eq!(again, m, "{}", m.to_json());
+        assert_eq!(
+            m.extra["h"]["n"].as_f64(),
+            Some(22222222222222222222222222222222222222222222222.0)
+        );
+    }
+
     fn parse(v: Value) -> Result<Message, MessageError> {
         Message::from_json(v.to_string().as_bytes())
     }
