@@ -3,13 +3,20 @@
 //! couple of seconds as cron would; then wait for quiescence and compare
 //! the destination with the ledger.
 //!
-//! Pipeline: watch → `local:` → sender ×N → `file:` destination (the
-//! destination can be moved with `CHAOS_SEND_TO`/`CHAOS_DEST_DIR` once
-//! sftp lands). Knobs (environment): `CHAOS_FILES`, `CHAOS_FEED_SECS`,
-//! `CHAOS_FAULTS`, `CHAOS_SEED`, `CHAOS_DEADLINE_SECS`, `CHAOS_HOOKS`.
+//! Two shapes ([`Shape`]):
+//! * `Local`: watch → `local:` → sender ×N → `file:` destination (which
+//!   `CHAOS_SEND_TO`/`CHAOS_DEST_DIR` can move elsewhere);
+//! * `SftpAmqp`, the tutorial's: watch → RabbitMQ → sender ×3–5 →
+//!   `sendTo sftp://hpfx` (see `tutorial`), with sshd restarts, network
+//!   cuts and RabbitMQ restarts besides (see `services`).
+//!
+//! Knobs (environment): `CHAOS_FILES`, `CHAOS_FEED_SECS`, `CHAOS_FAULTS`,
+//! `CHAOS_SEED`, `CHAOS_DEADLINE_SECS`, `CHAOS_HOOKS`, `CHAOS_NETCUT_SECS`.
 
 pub mod faults;
 pub mod ledger;
+pub mod services;
+pub mod tutorial;
 
 use crate::common::Env;
 use faults::{Fault, SmallDisk, Target, Undo};
@@ -38,9 +45,19 @@ impl Rng {
     }
 }
 
+/// The pipeline a run drives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    /// watch → `local:` → sender → `file:`.
+    Local,
+    /// The tutorial's: watch → RabbitMQ → sender → `sftp://hpfx`.
+    SftpAmqp,
+}
+
 /// What one run does.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    pub shape: Shape,
     pub files: usize,
     /// Files are fed evenly over this time.
     pub feed: Duration,
@@ -80,6 +97,7 @@ impl Plan {
         ];
         kinds.extend(faults::hooks());
         Plan {
+            shape: Shape::Local,
             files: env_num("CHAOS_FILES").map_or(files, |n| n as usize),
             feed: Duration::from_secs(env_num("CHAOS_FEED_SECS").unwrap_or(feed_secs)),
             faults: env_num("CHAOS_FAULTS").map_or(faults, |n| n as usize),
@@ -90,11 +108,42 @@ impl Plan {
             seed,
         }
     }
+
+    /// The tutorial's shape: like [`Plan::new`], with 3–5 sender
+    /// instances (drawn from the seed) and every fault kind: the kills
+    /// (the sender's ssh master too), sshd restart, network cut, RabbitMQ
+    /// restart, remote disk full and unwritable.
+    pub fn sftp_amqp(files: usize, feed_secs: u64, faults: usize, deadline_secs: u64) -> Plan {
+        let mut plan = Plan::new(files, feed_secs, faults, deadline_secs);
+        plan.shape = Shape::SftpAmqp;
+        plan.sender_instances = 3 + (plan.seed % 3) as u32;
+        let hooks: Vec<Fault> = plan
+            .kinds
+            .drain(..)
+            .filter(|k| matches!(k, Fault::Hook(_)))
+            .collect();
+        // The services first: with few faults, each kind still comes once.
+        plan.kinds = vec![
+            Fault::NetworkCut,
+            Fault::RabbitRestart,
+            Fault::SshdRestart,
+            Fault::DestFull,
+            Fault::KillSender,
+            Fault::KillWatch,
+            Fault::KillSupervisor,
+            Fault::KillSshMaster,
+            Fault::DestUnwritable,
+        ];
+        plan.kinds.extend(hooks);
+        plan
+    }
 }
 
 /// The figures of a run.
 #[derive(Debug)]
 pub struct Summary {
+    pub shape: Shape,
+    pub sender_instances: u32,
     pub files: usize,
     pub lost: usize,
     pub corrupt: usize,
@@ -114,7 +163,9 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "chaos: files {}, lost {}, corrupt {}, duplicates {}, tmp left {}, retry left {}; drained {:.1}s after the last fault, total {:.1}s (seed {}; logs in {})",
+            "chaos ({:?}, {} sender instances): files {}, lost {}, corrupt {}, duplicates {}, tmp left {}, retry left {}; drained {:.1}s after the last fault, total {:.1}s (seed {}; logs in {})",
+            self.shape,
+            self.sender_instances,
             self.files,
             self.lost,
             self.corrupt,
@@ -214,37 +265,91 @@ fn keep_evidence(env: &Env, seed: u64) {
     let _ = std::fs::write(dir.join("status.txt"), env.run(&["status"]).stdout);
 }
 
+/// The destination of a run and what undoes its setup. Fields drop in
+/// order: the services come back first (the broker is needed to delete
+/// the queue), then the tutorial's configs and remote tmpfs go, then the
+/// local tmpfs.
+struct Setup {
+    _services: Option<services::Services>,
+    tutorial: Option<tutorial::Tutorial>,
+    disk: Option<SmallDisk>,
+    dest: std::path::PathBuf,
+    /// The fault kinds this setup allows.
+    kinds: Vec<Fault>,
+}
+
+/// Writes the configs of `plan.shape` into `env` and prepares the
+/// destination (a tmpfs of its own, so that it can fill up).
+fn prepare(plan: &Plan, env: &Env) -> Setup {
+    let mut kinds = plan.kinds.clone();
+    let mb = (plan.files as u64 * 16 / 1024).max(32);
+    let mut setup = match plan.shape {
+        Shape::Local => {
+            let send_to = std::env::var("CHAOS_SEND_TO").unwrap_or_else(|_| "file:".into());
+            let dest = std::env::var_os("CHAOS_DEST_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| env.dest.clone());
+            let disk = if kinds.contains(&Fault::DestFull) && dest == env.dest {
+                SmallDisk::mount(&env.dest, mb)
+            } else {
+                None
+            };
+            if dest != env.dest {
+                kinds.retain(|k| !matches!(k, Fault::DestFull | Fault::DestUnwritable));
+            }
+            env.hot_directory(plan.sender_instances, "");
+            if send_to != "file:" {
+                let p = env.config.join("sender/hot.conf");
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let text = text.replace("sendTo file:", &format!("sendTo {send_to}"));
+                std::fs::write(p, text).expect("sender config");
+            }
+            Setup {
+                _services: None,
+                tutorial: None,
+                disk,
+                dest,
+                kinds: Vec::new(),
+            }
+        }
+        Shape::SftpAmqp => {
+            // Whatever a killed earlier run left (a rule, a stopped
+            // broker) is put back before the broker is needed.
+            for line in services::restore_all() {
+                eprintln!("chaos: before the run: {line}");
+            }
+            let t = tutorial::Tutorial::setup(env, plan.sender_instances, mb);
+            if !services::can_cut_network() {
+                eprintln!("!!! chaos: iptables is not usable here (apt-get install -y iptables, as root): no network cuts !!!");
+                kinds.retain(|k| *k != Fault::NetworkCut);
+            }
+            Setup {
+                _services: Some(services::Services::arm()),
+                dest: t.remote.clone(),
+                disk: None,
+                tutorial: Some(t),
+                kinds: Vec::new(),
+            }
+        }
+    };
+    let has_disk = setup.disk.is_some() || setup.tutorial.as_ref().is_some_and(|t| t.disk.is_some());
+    if !has_disk && kinds.contains(&Fault::DestFull) {
+        eprintln!("!!! chaos: cannot mount a tmpfs on the destination: no dest-full faults !!!");
+        kinds.retain(|k| *k != Fault::DestFull);
+    }
+    setup.kinds = kinds;
+    setup
+}
+
 /// Runs `plan` and returns its figures.
 pub fn run(plan: &Plan) -> Summary {
     let t0 = Instant::now();
     let mut rng = Rng::new(plan.seed);
     let env = Env::new();
-    let send_to = std::env::var("CHAOS_SEND_TO").unwrap_or_else(|_| "file:".into());
-    let dest = std::env::var_os("CHAOS_DEST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env.dest.clone());
-    let mut kinds = plan.kinds.clone();
-    // Declared after `env`, so it is unmounted before the tree is removed.
-    let disk = if kinds.contains(&Fault::DestFull) && dest == env.dest {
-        let mb = (plan.files as u64 * 16 / 1024).max(32);
-        SmallDisk::mount(&env.dest, mb)
-    } else {
-        None
-    };
-    if disk.is_none() && kinds.contains(&Fault::DestFull) {
-        eprintln!("!!! chaos: cannot mount a tmpfs on the destination: no dest-full faults !!!");
-        kinds.retain(|k| *k != Fault::DestFull);
-    }
-    if dest != env.dest {
-        kinds.retain(|k| !matches!(k, Fault::DestFull | Fault::DestUnwritable));
-    }
-    env.hot_directory(plan.sender_instances, "");
-    if send_to != "file:" {
-        let p = env.config.join("sender/hot.conf");
-        let text = std::fs::read_to_string(&p).unwrap_or_default();
-        let text = text.replace("sendTo file:", &format!("sendTo {send_to}"));
-        std::fs::write(p, text).expect("sender config");
-    }
+    // Declared after `env`, so it is undone before the tree is removed.
+    let setup = prepare(plan, &env);
+    let dest = setup.dest.clone();
+    let kinds = setup.kinds.clone();
     env.ok(&["start"]);
     let (stop_cron, cron) = cron_sanity(&env, Duration::from_secs(2));
     let mut plan_faults = schedule(plan, &mut rng, &kinds).into_iter().peekable();
@@ -276,7 +381,7 @@ pub fn run(plan: &Plan) -> Summary {
             let (line, undo) = faults::inject(&f, &target, &mut rng);
             fault_log.push(format!("{:5.1}s {}: {line}", now.as_secs_f64(), f.name()));
             if f.held() {
-                held.push((Instant::now() + plan.hold, undo));
+                held.push((Instant::now() + f.hold(plan.hold), undo));
             }
         }
         held.retain_mut(|(until, undo)| {
@@ -327,6 +432,8 @@ pub fn run(plan: &Plan) -> Summary {
         examples.extend(tail.into_iter().map(String::from));
     }
     let summary = Summary {
+        shape: plan.shape,
+        sender_instances: plan.sender_instances,
         files: plan.files,
         lost: check.lost,
         corrupt: check.corrupt,
@@ -342,6 +449,6 @@ pub fn run(plan: &Plan) -> Summary {
     };
     keep_evidence(&env, plan.seed);
     let _ = env.run(&["stop"]);
-    drop(disk);
+    drop(setup);
     summary
 }
