@@ -270,7 +270,19 @@ pub fn heal(u: Undo, run_dir: &Path) -> String {
             let ok = Command::new(&h).arg("heal").arg(run_dir).status();
             format!("{} heal: {ok:?}", h.display())
         }
-        Undo::StartSshd => format!("sshd started: {}", services::start_sshd()),
+        Undo::StartSshd => {
+            // `start` checks a login, which a network cut can fail while
+            // sshd itself is up; a few tries, then say which it is.
+            for _ in 0..3 {
+                if services::start_sshd() {
+                    return "sshd started".into();
+                }
+            }
+            match services::sshd_running() {
+                true => "sshd running, its login check failed (network cut?)".into(),
+                false => "!!! sshd not started !!!".into(),
+            }
+        }
         Undo::RestoreNetwork => format!(
             "network back ({} rules removed)",
             services::restore_network()

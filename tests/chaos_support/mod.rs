@@ -19,7 +19,7 @@ pub mod services;
 pub mod tutorial;
 
 use crate::common::Env;
-use faults::{Fault, SmallDisk, Target, Undo};
+use faults::{Fault, SmallDisk, Target};
 use ledger::Ledger;
 use std::time::{Duration, Instant};
 
@@ -341,6 +341,65 @@ fn prepare(plan: &Plan, env: &Env) -> Setup {
     setup
 }
 
+/// Where a fault acts (owned, for its thread).
+struct Where {
+    state: std::path::PathBuf,
+    dest: std::path::PathBuf,
+    run_dir: std::path::PathBuf,
+    fed_dir: usize,
+}
+
+/// One fault, in a thread of its own so that a slow one (a broker
+/// stopping, sshd waiting for a login through a cut network) neither
+/// delays the feed nor the other faults: injected, held, healed, each
+/// step logged to `log` with its time from `start`.
+fn fault_thread(
+    f: Fault,
+    w: Where,
+    hold: Duration,
+    seed: u64,
+    start: Instant,
+    log: std::sync::mpsc::Sender<String>,
+) {
+    let mut rng = Rng::new(seed);
+    let target = Target {
+        state: &w.state,
+        dest: &w.dest,
+        run_dir: &w.run_dir,
+        fed_dir: w.fed_dir,
+    };
+    let at = start.elapsed();
+    let (line, undo) = faults::inject(&f, &target, &mut rng);
+    let _ = log.send(format!("{:5.1}s {}: {line}", at.as_secs_f64(), f.name()));
+    if f.held() {
+        std::thread::sleep(hold);
+        let line = faults::heal(undo, &w.run_dir);
+        if !line.is_empty() {
+            let t = start.elapsed().as_secs_f64();
+            let _ = log.send(format!("{t:5.1}s healed {}: {line}", f.name()));
+        }
+    }
+}
+
+/// The fault threads of a run; dropping joins them (each is bounded:
+/// its hold plus bounded commands), so a panicking run still heals every
+/// fault before the guards put the services back.
+struct FaultThreads(Vec<std::thread::JoinHandle<()>>);
+
+impl FaultThreads {
+    fn done(&self) -> bool {
+        self.0.iter().all(|h| h.is_finished())
+    }
+}
+
+impl Drop for FaultThreads {
+    fn drop(&mut self) {
+        for h in self.0.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Runs `plan` and returns its figures.
 pub fn run(plan: &Plan) -> Summary {
     let t0 = Instant::now();
@@ -353,12 +412,14 @@ pub fn run(plan: &Plan) -> Summary {
     env.ok(&["start"]);
     let (stop_cron, cron) = cron_sanity(&env, Duration::from_secs(2));
     let mut plan_faults = schedule(plan, &mut rng, &kinds).into_iter().peekable();
-    let mut held: Vec<(Instant, Undo)> = Vec::new();
+    let (log_tx, log_rx) = std::sync::mpsc::channel::<String>();
+    // Declared after `setup`: every fault is healed before the guards run.
+    let mut faults_running = FaultThreads(Vec::new());
     let mut fault_log = Vec::new();
     let mut ledger = Ledger::default();
     let start = Instant::now();
     let mut i = 0;
-    while i < plan.files || plan_faults.peek().is_some() || !held.is_empty() {
+    while i < plan.files || plan_faults.peek().is_some() || !faults_running.done() {
         let now = start.elapsed();
         let due = ((now.as_secs_f64() / plan.feed.as_secs_f64().max(0.001)) * plan.files as f64)
             .ceil() as usize;
@@ -372,34 +433,24 @@ pub fn run(plan: &Plan) -> Summary {
             let Some((_, f)) = plan_faults.next() else {
                 break;
             };
-            let target = Target {
-                state: &env.state,
-                dest: &dest,
-                run_dir: env.root.path(),
+            let where_ = Where {
+                state: env.state.clone(),
+                dest: dest.clone(),
+                run_dir: env.root.path().to_path_buf(),
                 fed_dir: i / ledger::PER_DIR,
             };
-            let (line, undo) = faults::inject(&f, &target, &mut rng);
-            fault_log.push(format!("{:5.1}s {}: {line}", now.as_secs_f64(), f.name()));
-            if f.held() {
-                held.push((Instant::now() + f.hold(plan.hold), undo));
-            }
+            let hold = f.hold(plan.hold);
+            let seed = rng.next();
+            let tx = log_tx.clone();
+            faults_running.0.push(std::thread::spawn(move || {
+                fault_thread(f, where_, hold, seed, start, tx)
+            }));
         }
-        held.retain_mut(|(until, undo)| {
-            if Instant::now() < *until {
-                return true;
-            }
-            let u = std::mem::replace(undo, Undo::Nothing);
-            let line = faults::heal(u, env.root.path());
-            if !line.is_empty() {
-                fault_log.push(format!(
-                    "{:5.1}s healed: {line}",
-                    start.elapsed().as_secs_f64()
-                ));
-            }
-            false
-        });
+        fault_log.extend(log_rx.try_iter());
         std::thread::sleep(Duration::from_millis(20));
     }
+    drop(faults_running);
+    fault_log.extend(log_rx.try_iter());
     let _ = ledger.save(&env.root.path().join("ledger.tsv"));
     let calm = Instant::now();
     let mut check = ledger.check(&dest);

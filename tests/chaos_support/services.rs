@@ -119,16 +119,19 @@ pub fn kill_sshd() -> bool {
     ))
 }
 
-/// `sshd-harness.sh start` (idempotent; waits for a login to work).
+/// `sshd-harness.sh start` (idempotent; waits for a login to work, which
+/// takes well under a second unless the network is cut: hence the short
+/// bound).
 pub fn start_sshd() -> bool {
     succeeded(&bounded(
-        Duration::from_secs(60),
+        Duration::from_secs(20),
         "bash",
         &[&harness().to_string_lossy(), "start"],
     ))
 }
 
-fn sshd_running() -> bool {
+/// `sshd-harness.sh status`: its sshd is running.
+pub fn sshd_running() -> bool {
     succeeded(&bounded(
         Duration::from_secs(10),
         "bash",
