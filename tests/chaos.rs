@@ -53,6 +53,7 @@ fn chaos_long() {
 fn assert_sound(s: &Summary, kinds: &[&str]) {
     assert_eq!((s.lost, s.corrupt, s.tmp_left), (0, 0, 0), "{s}");
     assert_eq!(s.retry_left, 0, "{s}");
+    assert_eq!(s.escaped_log_lines, 0, "colour codes in the log files: {s}");
     for k in kinds {
         assert!(
             s.faults
@@ -71,7 +72,9 @@ fn chaos_sftp_amqp_short() {
     let s = run(&plan);
     println!("{s}");
     let mut kinds = vec!["sshd-restart", "rabbitmq-restart", "kill-9-supervisor"];
-    if plan.kinds.contains(&chaos_support::faults::Fault::NetworkCut)
+    if plan
+        .kinds
+        .contains(&chaos_support::faults::Fault::NetworkCut)
         && chaos_support::services::can_cut_network()
     {
         kinds.push("network-cut");

@@ -122,17 +122,18 @@ impl Plan {
             .drain(..)
             .filter(|k| matches!(k, Fault::Hook(_)))
             .collect();
-        // The services first: with few faults, each kind still comes once.
+        // In the order of their slots (see `schedule`): the network cut
+        // last, as it outlasts the feed.
         plan.kinds = vec![
-            Fault::NetworkCut,
-            Fault::RabbitRestart,
-            Fault::SshdRestart,
+            Fault::KillSshMaster,
             Fault::DestFull,
             Fault::KillSender,
+            Fault::RabbitRestart,
             Fault::KillWatch,
-            Fault::KillSupervisor,
-            Fault::KillSshMaster,
+            Fault::SshdRestart,
             Fault::DestUnwritable,
+            Fault::KillSupervisor,
+            Fault::NetworkCut,
         ];
         plan.kinds.extend(hooks);
         plan
@@ -150,6 +151,8 @@ pub struct Summary {
     pub duplicates: usize,
     pub tmp_left: usize,
     pub retry_left: u64,
+    /// Log lines with terminal escape codes (colour) in them.
+    pub escaped_log_lines: usize,
     pub faults: Vec<String>,
     pub sanity_actions: Vec<String>,
     /// From the last fault healed (and the last file fed) to all delivered.
@@ -163,7 +166,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "chaos ({:?}, {} sender instances): files {}, lost {}, corrupt {}, duplicates {}, tmp left {}, retry left {}; drained {:.1}s after the last fault, total {:.1}s (seed {}; logs in {})",
+            "chaos ({:?}, {} sender instances): files {}, lost {}, corrupt {}, duplicates {}, tmp left {}, retry left {}, escaped log lines {}; drained {:.1}s after the last fault, total {:.1}s (seed {}; logs in {})",
             self.shape,
             self.sender_instances,
             self.files,
@@ -172,6 +175,7 @@ impl std::fmt::Display for Summary {
             self.duplicates,
             self.tmp_left,
             self.retry_left,
+            self.escaped_log_lines,
             self.drain.as_secs_f64(),
             self.total.as_secs_f64(),
             self.seed,
@@ -192,19 +196,23 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// The fault schedule: (offset from the start, fault), sorted.
+/// The fault schedule: (offset from the start, fault), sorted. The first
+/// of each kind gets a slot of its own, in the order of `kinds`, spread
+/// over 10–95 % of the feed, so that each one bites at least once instead
+/// of hiding inside another (a 30 s network cut would swallow most of a
+/// short run); the rest fall at random moments and overlap freely.
 fn schedule(plan: &Plan, rng: &mut Rng, kinds: &[Fault]) -> Vec<(Duration, Fault)> {
+    let slots = kinds.len().min(plan.faults);
     let mut out: Vec<(Duration, Fault)> = (0..plan.faults)
         .map(|i| {
-            let kind = if i < kinds.len() {
-                kinds[i].clone()
+            let (kind, fraction) = if i < slots {
+                let jitter = rng.below(100) as f64 / 100.0;
+                (kinds[i].clone(), (i as f64 + jitter) / slots as f64)
             } else {
-                kinds[rng.below(kinds.len() as u64) as usize].clone()
+                let kind = kinds[rng.below(kinds.len() as u64) as usize].clone();
+                (kind, rng.below(1000) as f64 / 1000.0)
             };
-            let at = plan
-                .feed
-                .mul_f64(0.1 + 0.85 * (rng.below(1000) as f64 / 1000.0));
-            (at, kind)
+            (plan.feed.mul_f64(0.1 + 0.85 * fraction), kind)
         })
         .collect();
     out.sort_by_key(|(at, _)| *at);
@@ -332,7 +340,8 @@ fn prepare(plan: &Plan, env: &Env) -> Setup {
             }
         }
     };
-    let has_disk = setup.disk.is_some() || setup.tutorial.as_ref().is_some_and(|t| t.disk.is_some());
+    let has_disk =
+        setup.disk.is_some() || setup.tutorial.as_ref().is_some_and(|t| t.disk.is_some());
     if !has_disk && kinds.contains(&Fault::DestFull) {
         eprintln!("!!! chaos: cannot mount a tmpfs on the destination: no dest-full faults !!!");
         kinds.retain(|k| *k != Fault::DestFull);
@@ -482,6 +491,7 @@ pub fn run(plan: &Plan) -> Summary {
             .collect();
         examples.extend(tail.into_iter().map(String::from));
     }
+    let escaped_log_lines = env.logs().lines().filter(|l| l.contains('\x1b')).count();
     let summary = Summary {
         shape: plan.shape,
         sender_instances: plan.sender_instances,
@@ -491,6 +501,7 @@ pub fn run(plan: &Plan) -> Summary {
         duplicates,
         tmp_left: check.tmp_left,
         retry_left: retry,
+        escaped_log_lines,
         faults: fault_log,
         sanity_actions,
         drain,

@@ -75,7 +75,11 @@ fn iptables(op: &str, rule: &[String]) -> bool {
 
 /// Whether iptables can be used here (installed, and allowed to list).
 pub fn can_cut_network() -> bool {
-    succeeded(&bounded(Duration::from_secs(20), "iptables", &["-S", "INPUT"]))
+    succeeded(&bounded(
+        Duration::from_secs(20),
+        "iptables",
+        &["-S", "INPUT"],
+    ))
 }
 
 /// Drops every packet to and from the sshd port on loopback: open
@@ -170,7 +174,9 @@ pub fn restore_all() -> Vec<String> {
     let mut did = Vec::new();
     let removed = restore_network();
     if removed > 0 {
-        did.push(format!("removed {removed} iptables rules tagged {RULE_TAG}"));
+        did.push(format!(
+            "removed {removed} iptables rules tagged {RULE_TAG}"
+        ));
     }
     if !start_rabbitmq() {
         did.push("!!! rabbitmqctl start_app/await_startup failed !!!".into());

@@ -155,7 +155,8 @@ fn delete_on_broker(queue: Option<String>, exchange: &str) {
     rt.block_on(async {
         let limit = Duration::from_secs(30);
         if let Some(q) = queue {
-            let _ = tokio::time::timeout(limit, pitcher::broker::amqp::delete_queue(&url, &q)).await;
+            let _ =
+                tokio::time::timeout(limit, pitcher::broker::amqp::delete_queue(&url, &q)).await;
         }
         let _ = tokio::time::timeout(
             limit,
@@ -177,4 +178,3 @@ impl Drop for Tutorial {
         let _ = std::fs::remove_dir_all(&self.remote);
     }
 }
-
