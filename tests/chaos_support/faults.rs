@@ -283,10 +283,14 @@ pub fn heal(u: Undo, run_dir: &Path) -> String {
                 false => "!!! sshd not started !!!".into(),
             }
         }
-        Undo::RestoreNetwork => format!(
-            "network back ({} rules removed)",
-            services::restore_network()
-        ),
+        Undo::RestoreNetwork => {
+            let removed = services::uncut_network();
+            let left = services::cut_rules_left();
+            match left {
+                0 => format!("network back ({removed} rules removed)"),
+                n => format!("{removed} rules removed; {n} left by an overlapping cut"),
+            }
+        }
         Undo::StartRabbit => format!(
             "rabbitmqctl start_app, await_startup: {}",
             services::start_rabbitmq()

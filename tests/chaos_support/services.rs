@@ -85,17 +85,45 @@ pub fn can_cut_network() -> bool {
 /// Drops every packet to and from the sshd port on loopback: open
 /// connections stall, new ones time out. `Err` says why not.
 pub fn cut_network() -> Result<(), String> {
-    let port = sshd_port();
-    for rule in rules(port) {
+    let mut added: Vec<Vec<String>> = Vec::new();
+    for rule in rules(sshd_port()) {
         let mut insert = rule.clone();
         // -I CHAIN 1: ahead of any ACCEPT another tool may have added.
         insert.insert(1, "1".into());
         if !iptables("-I", &insert) {
-            restore_network();
+            // Half a cut is no cut: take back the rule just added.
+            for r in &added {
+                iptables("-D", r);
+            }
             return Err(format!("iptables -I {} failed", rule.join(" ")));
         }
+        added.push(rule);
     }
     Ok(())
+}
+
+/// Undoes one [`cut_network`]: one rule of each pair removed, so that
+/// overlapping cuts each last their own time (the network comes back when
+/// the last one ends). Returns how many rules were removed.
+pub fn uncut_network() -> usize {
+    rules(sshd_port())
+        .iter()
+        .filter(|rule| iptables("-D", rule))
+        .count()
+}
+
+/// How many rules of this suite are in place.
+pub fn cut_rules_left() -> usize {
+    ["INPUT", "OUTPUT"]
+        .iter()
+        .filter_map(|chain| bounded(Duration::from_secs(20), "iptables", &["-S", chain]))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains(RULE_TAG))
+                .count()
+        })
+        .sum()
 }
 
 /// Removes every rule [`cut_network`] added (however many times), and
