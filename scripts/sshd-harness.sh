@@ -67,7 +67,12 @@ setup() {
     local home
     home=$(getent passwd "$TUSER" | cut -d: -f6)
     install -d -o "$TUSER" -g "$TUSER" -m 0700 "$home/.ssh"
-    install -o "$TUSER" -g "$TUSER" -m 0600 "$DIR/id_ed25519.pub" "$home/.ssh/authorized_keys"
+    # Added, not overwritten: harnesses with another PITCHER_SSHD_DIR (a
+    # benchmark's, another worktree's) share this user, and replacing the
+    # file locked out every sender using the other harness's key.
+    local keys=$home/.ssh/authorized_keys
+    [[ -f $keys ]] || install -o "$TUSER" -g "$TUSER" -m 0600 /dev/null "$keys"
+    grep -qxF "$(cat "$DIR/id_ed25519.pub")" "$keys" || cat "$DIR/id_ed25519.pub" >>"$keys"
 
     cat >"$DIR/sshd_config" <<EOF
 Port $PORT

@@ -113,6 +113,9 @@ pub fn init(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(LogWriter)
+        // Log files are read with grep and less: no colour codes around
+        // the fields other crates log (`error=…` from the sftp client).
+        .with_ansi(false)
         .event_format(Sr3Format)
         .try_init();
 }

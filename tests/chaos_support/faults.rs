@@ -1,17 +1,19 @@
 //! The faults the chaos run injects. Each one is injected, held for a
 //! while (instant for a kill), then healed.
 //!
-//! New kinds go here: a transport or broker that lands (sftp behind a real
-//! sshd, RabbitMQ) adds its own (stop sshd, `rabbitmqctl stop_app`), or an
-//! executable hook in `$CHAOS_HOOKS` is run as `hook inject RUN_DIR` and
-//! `hook heal RUN_DIR` without touching this file.
+//! The kills and the destination faults act on any shape; the service
+//! faults (sshd restart, network cut, RabbitMQ restart, kill of the
+//! sender's ssh master) on the tutorial's shape (see `services`). Other
+//! kinds can come as executable hooks in `$CHAOS_HOOKS`, run as
+//! `hook inject RUN_DIR` and `hook heal RUN_DIR` without touching this file.
 
-use super::Rng;
+use super::{services, Rng};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 /// One kind of fault.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +30,17 @@ pub enum Fault {
     /// The destination file system filled up (a tmpfs of its own), freed
     /// when healed.
     DestFull,
-    /// An executable from `$CHAOS_HOOKS` (sshd, RabbitMQ …).
+    /// kill -9 of the ssh master a sender instance talks sftp through.
+    KillSshMaster,
+    /// The loopback sshd killed -9 with its sessions, started again when
+    /// healed (`sshd-harness.sh kill` … `start`).
+    SshdRestart,
+    /// Every packet to and from the sshd port dropped (iptables on `lo`),
+    /// for `CHAOS_NETCUT_SECS` (30 s).
+    NetworkCut,
+    /// `rabbitmqctl stop_app`, `start_app` when healed.
+    RabbitRestart,
+    /// An executable from `$CHAOS_HOOKS`.
     Hook(PathBuf),
 }
 
@@ -41,6 +53,10 @@ impl Fault {
             Fault::KillSender => "kill-9-sender".into(),
             Fault::DestUnwritable => "dest-unwritable".into(),
             Fault::DestFull => "dest-full".into(),
+            Fault::KillSshMaster => "kill-9-ssh-master".into(),
+            Fault::SshdRestart => "sshd-restart".into(),
+            Fault::NetworkCut => "network-cut".into(),
+            Fault::RabbitRestart => "rabbitmq-restart".into(),
             Fault::Hook(p) => format!(
                 "hook:{}",
                 p.file_name().unwrap_or_default().to_string_lossy()
@@ -52,8 +68,23 @@ impl Fault {
     pub fn held(&self) -> bool {
         !matches!(
             self,
-            Fault::KillSupervisor | Fault::KillWatch | Fault::KillSender
+            Fault::KillSupervisor | Fault::KillWatch | Fault::KillSender | Fault::KillSshMaster
         )
+    }
+
+    /// How long this fault lasts: `default`, but a network cut lasts
+    /// `CHAOS_NETCUT_SECS` (30 s), long enough for open connections to
+    /// time out.
+    pub fn hold(&self, default: Duration) -> Duration {
+        match self {
+            Fault::NetworkCut => Duration::from_secs(
+                std::env::var("CHAOS_NETCUT_SECS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(30),
+            ),
+            _ => default,
+        }
     }
 }
 
@@ -97,11 +128,38 @@ fn live_pids(dir: &Path) -> Vec<i32> {
     pids
 }
 
+/// ssh processes whose command line names the control directory of a
+/// live sender instance (`/tmp/pitcher-<uid>/<pid>/`): the masters.
+fn ssh_masters(sender_state: &Path) -> Vec<i32> {
+    let uid = nix::unistd::getuid();
+    let dirs: Vec<String> = live_pids(sender_state)
+        .into_iter()
+        .map(|p| format!("/tmp/pitcher-{uid}/{p}/"))
+        .collect();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.starts_with("ssh") && dirs.iter().any(|d| cmd.contains(d.as_str())) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// What a held fault needs to undo it.
 pub enum Undo {
     Nothing,
     Remove(PathBuf),
     Hook(PathBuf),
+    StartSshd,
+    RestoreNetwork,
+    StartRabbit,
 }
 
 /// Injects `f`; returns a line for the log and how to heal it.
@@ -124,6 +182,28 @@ pub fn inject(f: &Fault, t: &Target, rng: &mut Rng) -> (String, Undo) {
         ),
         Fault::KillWatch => kill9(live_pids(&t.state.join("watch/hot")), "watch", rng),
         Fault::KillSender => kill9(live_pids(&t.state.join("sender/hot")), "sender", rng),
+        Fault::KillSshMaster => kill9(ssh_masters(&t.state.join("sender/hot")), "ssh master", rng),
+        Fault::SshdRestart => {
+            let line = match services::kill_sshd() {
+                true => "sshd and its sessions killed -9".to_string(),
+                false => "!!! sshd-harness.sh kill failed !!!".to_string(),
+            };
+            (line, Undo::StartSshd)
+        }
+        Fault::NetworkCut => match services::cut_network() {
+            Ok(()) => (
+                format!("packets to and from port {} dropped", services::sshd_port()),
+                Undo::RestoreNetwork,
+            ),
+            Err(e) => (format!("!!! cannot cut: {e} !!!"), Undo::Nothing),
+        },
+        Fault::RabbitRestart => {
+            let line = match services::stop_rabbitmq() {
+                true => "rabbitmqctl stop_app".to_string(),
+                false => "!!! rabbitmqctl stop_app failed !!!".to_string(),
+            };
+            (line, Undo::StartRabbit)
+        }
         Fault::DestUnwritable => {
             // The next directory the sender will need.
             let mut k = t.fed_dir + 1;
@@ -190,6 +270,31 @@ pub fn heal(u: Undo, run_dir: &Path) -> String {
             let ok = Command::new(&h).arg("heal").arg(run_dir).status();
             format!("{} heal: {ok:?}", h.display())
         }
+        Undo::StartSshd => {
+            // `start` checks a login, which a network cut can fail while
+            // sshd itself is up; a few tries, then say which it is.
+            for _ in 0..3 {
+                if services::start_sshd() {
+                    return "sshd started".into();
+                }
+            }
+            match services::sshd_running() {
+                true => "sshd running, its login check failed (network cut?)".into(),
+                false => "!!! sshd not started !!!".into(),
+            }
+        }
+        Undo::RestoreNetwork => {
+            let removed = services::uncut_network();
+            let left = services::cut_rules_left();
+            match left {
+                0 => format!("network back ({removed} rules removed)"),
+                n => format!("{removed} rules removed; {n} left by an overlapping cut"),
+            }
+        }
+        Undo::StartRabbit => format!(
+            "rabbitmqctl start_app, await_startup: {}",
+            services::start_rabbitmq()
+        ),
     }
 }
 
@@ -203,14 +308,18 @@ impl SmallDisk {
     /// Mounts a tmpfs of `mb` MiB on `at`; `None` when mount is not
     /// allowed here.
     pub fn mount(at: &Path, mb: u64) -> Option<SmallDisk> {
+        SmallDisk::mount_owned(at, mb, None)
+    }
+
+    /// Mounts a tmpfs of `mb` MiB on `at`, its root owned by `owner`
+    /// (`uid`, `gid`) when given; `None` when mount is not allowed here.
+    pub fn mount_owned(at: &Path, mb: u64, owner: Option<(String, String)>) -> Option<SmallDisk> {
+        let mut opts = format!("size={mb}m,mode=0755");
+        if let Some((u, g)) = owner {
+            opts += &format!(",uid={u},gid={g}");
+        }
         let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mb}m,mode=0755"),
-                "tmpfs",
-            ])
+            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
             .arg(at)
             .output()
             .map(|o| o.status.success())
