@@ -90,7 +90,9 @@ pub async fn run(
         durable: cfg.durable,
         expire: cfg.expire,
         message_ttl: cfg.message_age_max,
-        prefetch: cfg.prefetch.max(cfg.batch as u32),
+        // Two batches: the next one is already here when a pass ends, so
+        // a pass never starts with the few that arrived since the last ack.
+        prefetch: cfg.prefetch.max(2 * cfg.batch as u32),
     };
     tracing::info!(
         "{component} {} instance {} starting: queue {}",

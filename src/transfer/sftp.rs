@@ -21,7 +21,9 @@
 //!
 //! * [`master`]: starting the ssh master, control sockets, stale cleanup.
 //! * [`errors`]: SFTP statuses and lost connections as `io::Error`s.
+//! * [`dirs`]: the remote directories a connection knows to exist.
 
+pub mod dirs;
 pub mod errors;
 pub mod master;
 mod ops;
@@ -73,6 +75,8 @@ struct Connection {
     ctl: PathBuf,
     broken: AtomicBool,
     last_used: std::sync::Mutex<Instant>,
+    /// Directories made or seen through this connection.
+    dirs: dirs::KnownDirs,
 }
 
 impl Connection {
@@ -251,6 +255,7 @@ impl SftpTransport {
             ctl,
             broken: AtomicBool::new(false),
             last_used: std::sync::Mutex::new(Instant::now()),
+            dirs: dirs::KnownDirs::default(),
         });
         *link = Some(Arc::clone(&c));
         Ok(c)

@@ -56,6 +56,9 @@ fn is_dir(m: &MetaData) -> bool {
 /// directory that exists (usually `dir` itself: one round trip), then
 /// creates downward, accepting a directory someone else just made.
 async fn mkdirs(c: &Connection, dir: &str, mode: u32, what: &str) -> io::Result<()> {
+    if c.dirs.contains(dir) {
+        return Ok(());
+    }
     let mut missing = Vec::new();
     let mut p = Some(dir);
     while let Some(here) = p {
@@ -88,6 +91,7 @@ async fn mkdirs(c: &Connection, dir: &str, mode: u32, what: &str) -> io::Result<
             return Err(c.fail(f, what));
         }
     }
+    c.dirs.insert(dir);
     Ok(())
 }
 
@@ -104,10 +108,11 @@ async fn read_full(src: &mut tokio::fs::File, buf: &mut [u8]) -> io::Result<usiz
 }
 
 /// Opens `remote` for writing as `mode` says and copies `src` into it,
-/// with up to [`WRITE_WINDOW`] write requests in flight.
+/// with up to [`WRITE_WINDOW`] write requests in flight. `size` (the
+/// file's size when opened) only sizes the buffer.
 async fn put(
     c: &Connection,
-    src: &mut tokio::fs::File,
+    (src, size): (&mut tokio::fs::File, u64),
     local: &Path,
     remote: &str,
     mode: PutMode,
@@ -123,6 +128,11 @@ async fn put(
         Ok(f) => f,
         Err(e) => {
             let f = Failure::of(e);
+            if f.is_not_found() {
+                // Its directory is gone, though believed made: the retry
+                // makes it again.
+                c.dirs.forget_all();
+            }
             // sftp-server reports an EXCL open of an existing path as FAILURE.
             if mode == PutMode::CreateNew
                 && f.is_generic_failure()
@@ -142,7 +152,11 @@ async fn put(
             format!("{what}: reading {}: {e}", local.display()),
         )
     };
-    let chunk = WRITE_CHUNK;
+    // A small file gets a buffer of its size (plus one byte, to see its
+    // end in one read), not a whole request's 255 KiB to zero every time.
+    let chunk = usize::try_from(size)
+        .map_or(WRITE_CHUNK, |s| s.saturating_add(1))
+        .min(WRITE_CHUNK);
     let mut buf = vec![0u8; chunk];
     let mut offset = 0u64;
     let mut pending = tokio::task::JoinSet::new();
@@ -270,7 +284,7 @@ impl Transport for SftpTransport {
             &c,
             self.data_timeout(size),
             || what.clone(),
-            put(&c, &mut src, local, remote, mode, &what),
+            put(&c, (&mut src, size), local, remote, mode, &what),
         )
         .await
     }
@@ -279,6 +293,8 @@ impl Transport for SftpTransport {
         let what = format!("sftp rename {}:{from} to {to}", self.host());
         let c = self.connection().await?;
         self.bounded(&c, self.timeout, || what.clone(), async {
+            // `from` may be a directory: what is known below it moves away.
+            c.dirs.forget_under(from);
             let mut fs = c.sftp.fs();
             if !c.sftp.support_posix_rename() {
                 // Plain SSH_FXP_RENAME will not replace: clear the way (not atomic).
@@ -303,6 +319,7 @@ impl Transport for SftpTransport {
     async fn rmdir(&self, path: &str) -> io::Result<()> {
         let what = format!("sftp rmdir {}:{path}", self.host());
         let c = self.connection().await?;
+        c.dirs.forget_under(path);
         self.bounded(&c, self.timeout, || what.clone(), async {
             absent_is_ok(c.sftp.fs().remove_dir(path).await).map_err(|f| c.fail(f, &what))
         })
