@@ -83,6 +83,8 @@ cargo test --no-fail-fast --test sftp_transport --test sftp_sender --test autocl
 # These stop RabbitMQ and close its connections: alone, after everything else.
 say "running the tests that disturb RabbitMQ, alone"
 cargo test --no-fail-fast --test amqp_faults -- --ignored --test-threads 1 2>&1 | tee -a target/test-output.txt || status=1
+# The short chaos run of the tutorial's shape (RabbitMQ, sshd, network cuts).
+cargo test --no-fail-fast --test chaos -- --ignored --exact chaos_sftp_amqp_short 2>&1 | tee -a target/test-output.txt || status=1
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.txt | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 echo "all tests: $passed passed, $failed failed"
