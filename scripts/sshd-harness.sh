@@ -93,9 +93,13 @@ MaxStartups 100:30:200
 LogLevel VERBOSE
 EOF
 
-    printf '[127.0.0.1]:%s %s\n' "$PORT" "$(cut -d' ' -f1,2 "$DIR/host_ed25519.pub")" >"$DIR/known_hosts"
+    # The client files are written aside and renamed into place: a `start`
+    # while senders run (the chaos suite restarts sshd under them) must not
+    # show them a half-written config ("Could not resolve hostname hpfx").
+    printf '[127.0.0.1]:%s %s\n' "$PORT" "$(cut -d' ' -f1,2 "$DIR/host_ed25519.pub")" >"$DIR/known_hosts.new"
+    mv -f "$DIR/known_hosts.new" "$DIR/known_hosts"
 
-    cat >"$DIR/ssh_config" <<EOF
+    cat >"$DIR/ssh_config.new" <<EOF
 # pitcher test harness: the sender's view of the destination.
 Host hpfx
     HostName 127.0.0.1
@@ -122,6 +126,7 @@ Host 127.0.0.1
     UserKnownHostsFile $DIR/known_hosts
     StrictHostKeyChecking yes
 EOF
+    mv -f "$DIR/ssh_config.new" "$DIR/ssh_config"
 }
 
 start() {
