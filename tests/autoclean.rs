@@ -8,35 +8,12 @@
 
 mod common;
 
-use common::{content, tree, wait_until, Env};
+use common::{content, tree, wait_until, Env, Remote};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(180);
-
-struct Remote(PathBuf);
-
-impl Remote {
-    fn new(tag: &str) -> Remote {
-        let home = std::env::var("PITCHER_SSHD_HOME").expect(
-            "PITCHER_SSHD_HOME is not set: run `bash scripts/test.sh` (it starts the sshd harness)",
-        );
-        std::env::var("PITCHER_SSH_CONFIG")
-            .expect("PITCHER_SSH_CONFIG is not set (see scripts/sshd-harness.sh)");
-        let p = PathBuf::from(home)
-            .join("on_hpfx")
-            .join(format!("{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        Remote(p)
-    }
-}
-
-impl Drop for Remote {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The tutorial's watch and sender (sftp to the harness), with autoclean.
 fn setup(env: &Env, remote: &Path, instances: u32, extra: &str) {

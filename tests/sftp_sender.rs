@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{content, wait_until, Env};
+use common::{content, wait_until, Env, Remote};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -18,35 +18,6 @@ use std::time::Duration;
 static SSHD: RwLock<()> = RwLock::new(());
 
 const LIMIT: Duration = Duration::from_secs(240);
-
-fn remote_home() -> PathBuf {
-    let v = std::env::var("PITCHER_SSHD_HOME").expect(
-        "PITCHER_SSHD_HOME is not set: these tests need the loopback sshd; run `bash scripts/test.sh` \
-         (or `eval \"$(bash scripts/sshd-harness.sh env)\"` after `bash scripts/sshd-harness.sh start`)",
-    );
-    std::env::var("PITCHER_SSH_CONFIG")
-        .expect("PITCHER_SSH_CONFIG is not set (see scripts/sshd-harness.sh)");
-    PathBuf::from(v)
-}
-
-/// A unique directory under the remote user's `on_hpfx`, removed at the end.
-struct Remote(PathBuf);
-
-impl Remote {
-    fn new(tag: &str) -> Remote {
-        let p = remote_home()
-            .join("on_hpfx")
-            .join(format!("{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        Remote(p)
-    }
-}
-
-impl Drop for Remote {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The tutorial's watch (on the embedded broker) and its sender, with the
 /// destination under `remote`.

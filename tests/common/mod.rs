@@ -201,3 +201,34 @@ pub fn assert_tree(env: &Env, dir: &Path, expected: &BTreeMap<String, Vec<u8>>, 
 pub fn content(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|k| ((i * 31 + k * 7) % 251) as u8).collect()
 }
+
+/// The home of the sshd harness's test user (the remote side of sftp
+/// tests); panics with how to start the harness when it is not set up.
+pub fn remote_home() -> PathBuf {
+    let v = std::env::var("PITCHER_SSHD_HOME").expect(
+        "PITCHER_SSHD_HOME is not set: these tests need the loopback sshd; run `bash scripts/test.sh` \
+         (or `eval \"$(bash scripts/sshd-harness.sh env)\"` after `bash scripts/sshd-harness.sh start`)",
+    );
+    std::env::var("PITCHER_SSH_CONFIG")
+        .expect("PITCHER_SSH_CONFIG is not set (see scripts/sshd-harness.sh)");
+    PathBuf::from(v)
+}
+
+/// A unique directory under the remote user's `on_hpfx`, removed at the end.
+pub struct Remote(pub PathBuf);
+
+impl Remote {
+    pub fn new(tag: &str) -> Remote {
+        let p = remote_home()
+            .join("on_hpfx")
+            .join(format!("{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        Remote(p)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
