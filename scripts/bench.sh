@@ -90,7 +90,9 @@ export PITCHER_CONFIG_DIR=$WORK/config PITCHER_STATE_DIR=$WORK/state
 RESULTS=$WORK/results
 : > "$RESULTS"
 
-sr3() { HOME=$SR3HOME XDG_CONFIG_HOME='' XDG_CACHE_HOME='' "$SR3_VENV/bin/sr3" "$@"; }
+# An empty XDG_CONFIG_HOME is not an unset one to sr3 (it would look in
+# ./sr3): unset them, so HOME alone decides.
+sr3() { env -u XDG_CONFIG_HOME -u XDG_CACHE_HOME HOME="$SR3HOME" "$SR3_VENV/bin/sr3" "$@"; }
 cleanup() {
   set +e
   "$PITCHER" stop >/dev/null 2>&1

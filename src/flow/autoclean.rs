@@ -8,8 +8,12 @@
 //! pass it on, or the file it just delivered would be deleted at the
 //! destination. So before removing, the sender writes a *mark* for the path
 //! in a small SQLite file shared by its instances; a removal announcement
-//! that finds a mark consumes it and is not propagated. A user's own `rm`
-//! finds no mark and propagates as `fileEvents` says.
+//! that finds a mark is not propagated. Once that announcement is
+//! acknowledged the mark remembers it (by its pubTime) rather than going:
+//! a broker may deliver the same announcement again (an instance killed
+//! before its ack, an ack lost with its connection), and it is still the
+//! echo. A user's own `rm` is another announcement, finds no open mark, and
+//! propagates as `fileEvents` says.
 //!
 //! Directories emptied this way are removed after `cleanDirGrace` (never
 //! the hot directory itself, and never anything when the hot directory is
@@ -36,28 +40,55 @@ impl Autoclean {
     pub fn open(config_state: &Path, grace: Duration) -> rusqlite::Result<Autoclean> {
         let conn = sqlite::open(&config_state.join("autoclean.db"))?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS marks (path TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+            "CREATE TABLE IF NOT EXISTS marks (path TEXT PRIMARY KEY, at REAL NOT NULL, echo TEXT) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, root TEXT NOT NULL, since REAL NOT NULL) WITHOUT ROWID;",
         )?;
+        // Marks of an earlier version had no `echo`.
+        let has_echo = conn.prepare("SELECT echo FROM marks LIMIT 0").is_ok();
+        if !has_echo {
+            conn.execute_batch("ALTER TABLE marks ADD COLUMN echo TEXT")?;
+        }
         Ok(Autoclean { conn, grace })
     }
 
     /// Marks `path` as removed by autoclean.
     pub fn mark(&self, path: &str) -> rusqlite::Result<()> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO marks (path, at) VALUES (?1, ?2)",
+            "INSERT OR REPLACE INTO marks (path, at, echo) VALUES (?1, ?2, NULL)",
             params![path, sqlite::now()],
         )?;
         Ok(())
     }
 
-    /// A removal of `path` was announced: true (and the mark is consumed)
-    /// when autoclean made it.
-    pub fn take_echo(&self, path: &str) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM marks WHERE path = ?1", params![path])?
-            > 0)
+    /// A removal of `path`, published at `pub_time`, was announced: true
+    /// when autoclean made it — the mark is open, or it was consumed by
+    /// this very announcement (delivered again).
+    pub fn is_echo(&self, path: &str, pub_time: &str) -> rusqlite::Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM marks WHERE path = ?1 AND (echo IS NULL OR echo = ?2)",
+                params![path, pub_time],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+    }
+
+    /// The removal announcements `(path, pubTime)` were acknowledged:
+    /// their marks are closed, open to those announcements only.
+    pub fn consumed(&self, echoes: &[(String, String)]) -> rusqlite::Result<()> {
+        if echoes.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut close =
+                tx.prepare_cached("UPDATE marks SET echo = ?2 WHERE path = ?1 AND echo IS NULL")?;
+            for (path, pub_time) in echoes {
+                close.execute(params![path, pub_time])?;
+            }
+        }
+        tx.commit()
     }
 
     /// A file was (re)delivered at `path`: a mark left from before (a crash
@@ -223,13 +254,29 @@ mod tests {
             .starts_with("removed"));
         assert!(!f.exists());
         let text = f.to_str().unwrap();
+        let (echo, users) = ("20261129T060000.1", "20261129T060105.2");
         assert!(
-            ac.take_echo(text).unwrap(),
+            ac.is_echo(text, echo).unwrap(),
             "the removal announcement is autoclean's echo"
         );
         assert!(
-            !ac.take_echo(text).unwrap(),
-            "a second removal (a user's) propagates"
+            ac.is_echo(text, echo).unwrap(),
+            "until it is acknowledged, a redelivery of it is still the echo"
+        );
+        ac.consumed(&[(text.to_string(), echo.to_string())])
+            .unwrap();
+        assert!(
+            ac.is_echo(text, echo).unwrap(),
+            "acknowledged, then delivered again (a lost ack): still the echo"
+        );
+        assert!(
+            !ac.is_echo(text, users).unwrap(),
+            "another removal (a user's) propagates"
+        );
+        ac.mark(text).unwrap();
+        assert!(
+            ac.is_echo(text, users).unwrap(),
+            "a new autoclean of the path opens a new mark"
         );
     }
 
@@ -265,7 +312,9 @@ mod tests {
         assert_eq!(ac.sweep_dirs(), vec![hot.join("a")]);
         assert!(ac.sweep_dirs().is_empty());
         assert!(hot.is_dir(), "the hot directory itself stays");
-        assert!(ac.take_echo(hot.join("a").to_str().unwrap()).unwrap());
+        assert!(ac
+            .is_echo(hot.join("a").to_str().unwrap(), "20261129T0600")
+            .unwrap());
         assert!(!removable(Path::new("/x"), Path::new("/")));
     }
 }

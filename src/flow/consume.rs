@@ -172,9 +172,16 @@ pub async fn run(
                 tracing::warn!("requeue of {} messages failed: {e}", pass.requeue.len());
             }
         }
-        if let Err(e) = consumer.ack(&pass.acks).await {
+        match consumer.ack(&pass.acks).await {
+            Ok(()) => {
+                if let Some(ac) = &autoclean {
+                    if let Err(e) = ac.consumed(&pass.echoes) {
+                        tracing::warn!("autoclean marks: {e}");
+                    }
+                }
+            }
             // The broker will deliver them again; the sender is idempotent.
-            tracing::warn!("ack of {} messages failed: {e}", pass.acks.len());
+            Err(e) => tracing::warn!("ack of {} messages failed: {e}", pass.acks.len()),
         }
         if had_work || last_housekeeping.elapsed() > Duration::from_secs(5) {
             inst.metrics.retry = retry.len().unwrap_or(inst.metrics.retry);
@@ -203,15 +210,17 @@ fn shown(msg: &Message) -> String {
     crate::config::redact_text(&msg.url())
 }
 
-/// A removal announcement that autoclean caused (its mark is consumed):
-/// why it is not passed on. `None` for everything else.
-fn own_echo(ac: &Autoclean, cfg: &Config, msg: &Message) -> Option<&'static str> {
+/// A removal announcement that autoclean caused: its mark's path and the
+/// announcement's pubTime (to close the mark with once it is
+/// acknowledged). `None` for everything else.
+fn own_echo(ac: &Autoclean, cfg: &Config, msg: &Message) -> Option<(String, String)> {
     if !msg.file_op.as_ref().is_some_and(|o| o.remove) {
         return None;
     }
     let local = filter::local_source(cfg, msg)?;
-    match ac.take_echo(local.to_str()?) {
-        Ok(true) => Some("removed by autoclean after delivery"),
+    let local = local.to_str()?;
+    match ac.is_echo(local, &msg.pub_time) {
+        Ok(true) => Some((local.to_string(), msg.pub_time.clone())),
         Ok(false) => None,
         Err(e) => {
             tracing::warn!("autoclean marks: {e}");
@@ -308,6 +317,8 @@ struct Pass {
     requeue: Vec<u64>,
     /// Retry items that succeeded or were dropped.
     retry_done: Vec<i64>,
+    /// Autoclean marks whose removal announcements are acked this pass.
+    echoes: Vec<(String, String)>,
 }
 
 /// Parses, filters and de-duplicates the deliveries into work.
@@ -330,9 +341,13 @@ fn gather(
                 continue;
             }
         };
-        if let Some(why) = autoclean.as_ref().and_then(|ac| own_echo(ac, cfg, &msg)) {
-            tracing::info!("not propagated: {} ({why})", shown(&msg));
+        if let Some(mark) = autoclean.as_ref().and_then(|ac| own_echo(ac, cfg, &msg)) {
+            tracing::info!(
+                "not propagated: {} (removed by autoclean after delivery)",
+                shown(&msg)
+            );
             pass.acks.push(d.id);
+            pass.echoes.push(mark);
             continue;
         }
         match place(cfg, &msg) {

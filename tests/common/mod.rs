@@ -17,10 +17,13 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let root = tempfile::Builder::new()
+        let mut root = tempfile::Builder::new()
             .prefix("pitcher-it")
             .tempdir()
             .unwrap();
+        // PITCHER_TEST_KEEP=1 leaves the installation behind, to read its
+        // logs and state after a failure.
+        root.disable_cleanup(std::env::var_os("PITCHER_TEST_KEEP").is_some());
         let r = root.path().to_path_buf();
         let env = Env {
             config: r.join("config"),
@@ -229,6 +232,9 @@ impl Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
+        if std::env::var_os("PITCHER_TEST_KEEP").is_some() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
