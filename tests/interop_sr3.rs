@@ -7,7 +7,9 @@
 //! 4. `sr3_post` → pitcher's subscribe downloads.
 //!
 //! sr3 runs with its own throwaway HOME (its ~/.config/sr3 and ~/.ssh live
-//! there). These need metpx-sr3 (`PITCHER_SR3`) and the sshd harness, which
+//! there). The file is not named `sr3_*`: `sr3 stop` takes any process
+//! whose name starts with `sr3_` for a stray of its own and kills it, and
+//! this test binary would be one. These need metpx-sr3 (`PITCHER_SR3`) and the sshd harness, which
 //! `bash scripts/test.sh` sets up; a bare `cargo test` skips them (ignored).
 
 mod common;
