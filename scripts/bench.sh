@@ -27,7 +27,9 @@
 # `scp` (one stream, and five at once) for large ones.
 #
 # --quick: a fifth of the counts. Settings: BENCH_SKIP_SR3=1 (pitcher and
-# the limit only), BENCH_KEEP=1 (leave the work dir), BENCH_MEM_FILES.
+# the limit only), BENCH_KEEP=1 (leave the work dir), BENCH_PAUSE=1 (wait,
+# daemons running, before cleaning up: for profiling), BENCH_MEM_FILES,
+# BENCH_PITCHER (another build of pitcher to measure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,6 +97,12 @@ RESULTS=$WORK/results
 sr3() { env -u XDG_CONFIG_HOME -u XDG_CACHE_HOME HOME="$SR3HOME" "$SR3_VENV/bin/sr3" "$@"; }
 cleanup() {
   set +e
+  if [ "${BENCH_PAUSE:-0}" = 1 ]; then
+    # For profiling what is left running: `rm` the file to go on.
+    touch "$WORK/pause"
+    say "paused; pitcher's state is in $WORK/state; rm $WORK/pause to finish"
+    while [ -e "$WORK/pause" ]; do sleep 1; done
+  fi
   "$PITCHER" stop >/dev/null 2>&1
   "$PITCHER" cleanup watch/to_hpfx sender/to_hpfx >/dev/null 2>&1
   if [ "$SR3" = 1 ] && [ -d "$SR3HOME/.config/sr3" ]; then
@@ -133,11 +141,17 @@ class Arrivals(threading.Thread):
     def __init__(self, root):
         super().__init__(daemon=True)
         self.fd = libc.inotify_init1(0)
+        if self.fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"inotify_init1: {os.strerror(e)} (fs.inotify.max_user_instances?)")
         self.dirs, self.seen = {}, {}
-        self.add(root)
-    def add(self, d):
+        self.add(root, must=True)
+    def add(self, d, must=False):
         wd = libc.inotify_add_watch(self.fd, os.fsencode(d), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)
         if wd < 0:
+            e = ctypes.get_errno()
+            if must or e != 2:  # a subdirectory may be gone already
+                raise OSError(e, f"inotify_add_watch {d}: {os.strerror(e)}")
             return
         self.dirs[wd] = d
         for e in os.scandir(d):  # what came before the watch
@@ -156,7 +170,12 @@ class Arrivals(threading.Thread):
                 if mask & IN_ISDIR:
                     if mask & (IN_CREATE | IN_MOVED_TO) and wd in self.dirs:
                         self.add(os.path.join(self.dirs[wd], name))
-                elif mask & (IN_MOVED_TO | IN_CLOSE_WRITE) and not name.endswith(".tmp"):
+                elif not name.endswith(".tmp"):
+                    # A final name appears by rename (MOVED_TO) or, when
+                    # sftp-server renames by link()+unlink() as OpenSSH's
+                    # plain SSH_FXP_RENAME does (sr3's paramiko), by a
+                    # CREATE of the complete file. Every run here writes
+                    # under an inflight .tmp name, so neither comes early.
                     self.seen.setdefault(name, now)
 
 def pct(xs, p):
