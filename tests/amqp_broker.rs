@@ -279,6 +279,37 @@ async fn batches_of_1000_are_all_confirmed_and_all_delivered() {
     cleanup(&[&q], &[&x]).await;
 }
 
+/// pitcher asks for small frames (its memory is mostly frame buffers): a
+/// message larger than one frame still goes through whole, both ways.
+#[tokio::test]
+async fn messages_larger_than_a_frame_arrive_whole() {
+    let (x, q) = (unique("x"), unique("q"));
+    let mut p = publisher().await;
+    p.declare_exchange(&x).await.unwrap();
+    let mut c = consumer(&spec(&q, &x, 10)).await;
+    let sizes = [8000, 8192, 20_000, 300_000];
+    let sent: Vec<Outgoing> = sizes
+        .iter()
+        .map(|n| {
+            let body: String = (0..*n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            msg(&x, "v03.big", &body)
+        })
+        .collect();
+    p.publish(&sent).await.unwrap();
+    let got = get_n(c.as_mut(), sizes.len()).await;
+    c.ack(&ids(&got)).await.unwrap();
+    let mut lens: Vec<usize> = got.iter().map(|d| d.body.len()).collect();
+    lens.sort();
+    assert_eq!(lens, sizes);
+    for d in &got {
+        assert!(
+            sent.iter().any(|m| m.body == d.body),
+            "a body changed on the way"
+        );
+    }
+    cleanup(&[&q], &[&x]).await;
+}
+
 #[tokio::test]
 async fn exchange_without_queues_makes_publish_unroutable() {
     let (x, q) = (unique("x"), unique("q"));

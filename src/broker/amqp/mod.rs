@@ -78,6 +78,13 @@ impl Default for AmqpOptions {
     }
 }
 
+/// The largest frame asked of the broker. lapin keeps a send and a receive
+/// buffer of 32 frames per connection, written through: at RabbitMQ's
+/// 128 KiB that is 8 MiB of memory per connection, most of an instance's.
+/// A v03 announcement is well under 8 KiB; a larger message is split into
+/// several body frames, as AMQP allows.
+const FRAME_MAX: u32 = 8192;
+
 /// Open a publisher on `url` (`amqp://user:pass@host:port/vhost`); see
 /// [`AmqpPublisher`].
 pub async fn open_publisher(
@@ -190,6 +197,7 @@ pub(crate) fn amqp_uri(url: &url::Url, opts: &AmqpOptions) -> Result<AMQPUri, Br
         query: AMQPQueryString {
             heartbeat: Some(heartbeat),
             connection_timeout: Some(timeout_ms),
+            frame_max: Some(FRAME_MAX),
             ..AMQPQueryString::default()
         },
     })
