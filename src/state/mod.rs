@@ -244,3 +244,13 @@ fn expand_share(share: &str) -> String {
         .replace("${HOSTNAME}", &host)
         .replace("${RAND8}", &rand8)
 }
+
+/// Returns the heap's free pages to the system (glibc's `malloc_trim`);
+/// nothing elsewhere.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

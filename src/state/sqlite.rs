@@ -4,6 +4,12 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::time::Duration;
 
+/// The page cache each connection may keep, in KiB. SQLite's default (2 MiB)
+/// would fill as a store grows (a nodupe cache of 100,000 files) and stay:
+/// in every instance process, for every store. What does not fit is read
+/// again from the OS's page cache, which all processes share.
+pub const CACHE_KIB: i64 = 256;
+
 /// Opens (creating if needed) a database in WAL mode, safe to share between
 /// processes on a local disk, with `synchronous=FULL`: these stores decide
 /// whether a message may be acknowledged, so a commit must survive a crash.
@@ -15,6 +21,7 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     Ok(conn)
 }
 

@@ -139,6 +139,10 @@ fn configure(conn: &Connection, db_path: &Path, sync: Durability) -> Result<(), 
     };
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(|e| db(db_path, e))?;
+    // A busy queue is read at its head: a small cache serves it, and every
+    // instance process has its own.
+    conn.pragma_update(None, "cache_size", -4 * crate::state::sqlite::CACHE_KIB)
+        .map_err(|e| db(db_path, e))?;
     // After a burst the WAL is truncated back to this size at checkpoints,
     // instead of keeping its high-water mark on disk.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)

@@ -92,6 +92,7 @@ impl Inventory {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -crate::state::sqlite::CACHE_KIB)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS seen (path BLOB PRIMARY KEY, kind INTEGER NOT NULL,
              size INTEGER NOT NULL, mtime_ns TEXT NOT NULL) WITHOUT ROWID;",

@@ -95,13 +95,20 @@ async fn mkdirs(c: &Connection, dir: &str, mode: u32, what: &str) -> io::Result<
     Ok(())
 }
 
-/// Reads from `src` until `buf` is full or the file ends.
-async fn read_full(src: &mut tokio::fs::File, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads from `src` until `buf` is full or the file ends. The reads are
+/// plain blocking ones: a local file, mostly in the page cache, read in
+/// pieces of at most [`WRITE_CHUNK`]; handing each to tokio's blocking pool
+/// cost more (a thread hop per read, and a malloc arena per pool thread)
+/// than the read itself.
+fn read_full(src: &mut std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
     let mut n = 0;
     while n < buf.len() {
-        match src.read(&mut buf[n..]).await? {
-            0 => break,
-            k => n += k,
+        match src.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(n)
@@ -112,7 +119,7 @@ async fn read_full(src: &mut tokio::fs::File, buf: &mut [u8]) -> io::Result<usiz
 /// file's size when opened) only sizes the buffer.
 async fn put(
     c: &Connection,
-    (src, size): (&mut tokio::fs::File, u64),
+    (src, size): (&mut std::fs::File, u64),
     local: &Path,
     remote: &str,
     mode: PutMode,
@@ -161,7 +168,7 @@ async fn put(
     let mut offset = 0u64;
     let mut pending = tokio::task::JoinSet::new();
     loop {
-        let n = read_full(src, &mut buf).await.map_err(local_err)?;
+        let n = read_full(src, &mut buf).map_err(local_err)?;
         if n == 0 {
             break;
         }
@@ -275,10 +282,9 @@ impl Transport for SftpTransport {
 
     async fn put(&self, local: &Path, remote: &str, mode: PutMode) -> io::Result<u64> {
         let what = format!("sftp put {} to {}:{remote}", local.display(), self.host());
-        let mut src = tokio::fs::File::open(local)
-            .await
+        let mut src = std::fs::File::open(local)
             .map_err(|e| io::Error::new(e.kind(), format!("{what}: {e}")))?;
-        let size = src.metadata().await?.len();
+        let size = src.metadata()?.len();
         let c = self.connection().await?;
         self.bounded(
             &c,
