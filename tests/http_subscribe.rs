@@ -25,19 +25,50 @@ struct WebServer {
     dir: PathBuf,
 }
 
+/// A `http.server` handler that answers 401 unless the request carries
+/// HTTP Basic credentials `user:password` (argv 1), serving argv 3 on port
+/// argv 2.
+const BASIC_AUTH_SERVER: &str = r#"
+import base64, functools, http.server, sys
+want = "Basic " + base64.b64encode(sys.argv[1].encode()).decode()
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != want:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="t"')
+            self.end_headers()
+            return
+        super().do_GET()
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])),
+    functools.partial(H, directory=sys.argv[3])).serve_forever()
+"#;
+
 impl WebServer {
     fn start(dir: &Path) -> WebServer {
+        WebServer::start_with(dir, None)
+    }
+
+    /// With `Some("user:password")`, every request needs those credentials.
+    fn start_with(dir: &Path, basic_auth: Option<&str>) -> WebServer {
         std::fs::create_dir_all(dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .arg("--directory")
-            .arg(dir)
+        let mut cmd = Command::new("python3");
+        match basic_auth {
+            None => cmd
+                .args(["-m", "http.server", "--bind", "127.0.0.1"])
+                .arg(port.to_string())
+                .arg("--directory")
+                .arg(dir),
+            Some(userpass) => cmd
+                .args(["-c", BASIC_AUTH_SERVER, userpass])
+                .arg(port.to_string())
+                .arg(dir),
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -147,6 +178,46 @@ fn files_named_with_spaces_hashes_and_unicode_arrive_whole() {
     }
     publish(&env, &msgs);
     assert_delivered(&env, &expected, LIMIT);
+}
+
+/// The announcements name the server only; its password is in
+/// credentials.conf, as sr3 looks it up, and never in a log line.
+#[test]
+fn a_server_that_wants_a_password_gets_it_from_credentials_conf() {
+    let env = Env::new();
+    let web = WebServer::start_with(&env.root.path().join("www"), Some("bob:s3cr%t"));
+    env.write_config(
+        "credentials.conf",
+        &format!(
+            "{}/\n",
+            web.base_url.replace("http://", "http://bob:s3cr%25t@")
+        ),
+    );
+    std::fs::set_permissions(
+        env.config.join("credentials.conf"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    env.write_config(
+        "subscribe/web.conf",
+        &format!(
+            "broker local:\nexchange {EXCHANGE}\ndirectory {}\nmirror on\ninflight .tmp\ntimeout 20\naccept .*\n",
+            env.dest.display()
+        ),
+    );
+    env.ok(&["start"]);
+    let mut expected = BTreeMap::new();
+    let mut msgs = Vec::new();
+    for i in 0..3 {
+        let rel = format!("locked/f{i}");
+        let c = content(i, 5000);
+        web.put(&rel, &c);
+        expected.insert(rel.clone(), c);
+        msgs.push(announce(&web, &rel));
+    }
+    publish(&env, &msgs);
+    assert_delivered(&env, &expected, LIMIT);
+    assert!(!env.logs().contains("s3cr"), "a password reached the log");
 }
 
 #[test]

@@ -26,9 +26,16 @@ pub(crate) struct Credential {
 }
 
 /// Every entry of credentials.conf, in file order.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Credentials {
+#[derive(Clone, Default)]
+pub struct Credentials {
     entries: Vec<Credential>,
+}
+
+/// Says how many entries there are, never what they hold.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({} entries)", self.entries.len())
+    }
 }
 
 impl Credentials {
@@ -116,7 +123,7 @@ impl Credentials {
 
     /// `url` completed from its entry: user and password filled in where
     /// the config left them out; and the entry's details, if one matched.
-    pub(crate) fn complete(&self, url: &Url) -> (Url, Option<CredentialDetails>) {
+    pub fn complete(&self, url: &Url) -> (Url, Option<CredentialDetails>) {
         let Some(entry) = self.lookup(url) else {
             return (url.clone(), None);
         };

@@ -43,6 +43,7 @@ impl Config {
             send_to: None,
             send_to_url: None,
             send_to_details: None,
+            credentials: Default::default(),
             paths: Vec::new(),
             directory: None,
             base_dir: None,

@@ -48,7 +48,7 @@ pub use options::*;
 pub use timevars::expand_time_vars;
 pub use values::{parse_bool, parse_count, parse_duration, parse_octal, parse_size};
 
-use credentials::Credentials;
+pub use credentials::Credentials;
 use error::display_path;
 use parser::Parser;
 use std::path::Path;
@@ -128,8 +128,11 @@ pub fn load_path_with(
         mut cfg,
         env,
         post_topic_prefix_set,
+        credentials,
         ..
     } = parser;
+    // Kept for the URLs only messages name (subscribe's baseUrls).
+    cfg.credentials = credentials;
     finalize::finalize(&mut cfg, post_topic_prefix_set, &env, &shown)?;
     Ok(cfg)
 }

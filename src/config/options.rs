@@ -263,6 +263,9 @@ pub struct Config {
     pub send_to_url: Option<Url>,
     /// Details from the credentials.conf entry that matched sendTo.
     pub send_to_details: Option<CredentialDetails>,
+    /// credentials.conf, for URLs that only messages name (the baseUrls
+    /// subscribe downloads from). Its Debug shows no password.
+    pub credentials: super::Credentials,
     /// `path` lines (watch, post), in order.
     pub paths: Vec<String>,
     /// `directory` (config-wide value, the last one set).

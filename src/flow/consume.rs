@@ -10,6 +10,7 @@
 //! renames, removals or links runs in order, so `a.tmp → a → b` lands as it
 //! happened.
 
+use super::announce::{announcement, publish_or_keep, repost};
 use super::autoclean::Autoclean;
 use super::deliver::{deliver, Direction, Outcome};
 use super::filter::{self, Destination};
@@ -568,7 +569,9 @@ async fn finish(
                             shown(&w.msg),
                             w.dest.path()
                         );
-                        if let Some(o) = announcement(cfg, &w) {
+                        if let Some(o) =
+                            announcement(cfg, &w.msg, &w.dest.path(), w.old_dest.as_deref())
+                        {
                             announce.push((o, w.origin));
                         }
                         if let Some(ac) = autoclean {
@@ -646,133 +649,6 @@ async fn finish(
     }
     if let Err(e) = retry.remove(&pass.retry_done) {
         tracing::error!("retry queue: {e}");
-    }
-}
-
-/// The announcement of delivered work on post_exchange, if there is one.
-fn announcement(cfg: &Config, w: &Work) -> Option<Outgoing> {
-    cfg.post_broker.as_ref()?;
-    let mut msg = w.msg.clone();
-    if let Some(base) = &cfg.post_base_url {
-        msg.base_url = base.clone();
-    }
-    msg.rel_path = filter::announced_rel_path(cfg, &w.dest.path());
-    if let (Some(op), Some(old)) = (msg.file_op.as_mut(), &w.old_dest) {
-        if op.rename.is_some() {
-            op.rename = Some(filter::announced_rel_path(cfg, old));
-        }
-    }
-    super::outgoing(cfg, &msg)
-}
-
-/// Publishes announcements; what cannot be published now waits in the
-/// retry queue. An exchange nobody listens to is not an error for an
-/// announcement: it just has no audience yet. False when they could be
-/// neither published nor kept.
-async fn publish_or_keep(
-    inst: &mut Instance,
-    retry: &mut RetryQueue,
-    publisher: &mut Option<Box<dyn Publisher>>,
-    msgs: Vec<Outgoing>,
-) -> bool {
-    if msgs.is_empty() {
-        return true;
-    }
-    let Some(p) = publisher.as_mut() else {
-        return keep_for_retry(retry, &msgs, "post_broker not connected");
-    };
-    match publish_tolerant(p.as_mut(), &msgs).await {
-        Ok(n) => {
-            inst.metrics.posted += n;
-            true
-        }
-        Err(e) => {
-            tracing::error!(
-                "publishing {} announcements failed: {e}; kept for retry",
-                msgs.len()
-            );
-            *publisher = None;
-            keep_for_retry(retry, &msgs, &e.to_string())
-        }
-    }
-}
-
-/// Publishes all; on `Unroutable`, one at a time, dropping the unroutable
-/// ones. Returns how many went out.
-async fn publish_tolerant(p: &mut dyn Publisher, msgs: &[Outgoing]) -> Result<u64, BrokerError> {
-    match p.publish(msgs).await {
-        Ok(()) => Ok(msgs.len() as u64),
-        Err(BrokerError::Unroutable { .. }) => {
-            let mut n = 0;
-            for m in msgs {
-                match p.publish(std::slice::from_ref(m)).await {
-                    Ok(()) => n += 1,
-                    Err(BrokerError::Unroutable { exchange, topic }) => {
-                        tracing::debug!("no subscriber on {exchange} for {topic}")
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(n)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Stores announcements for a later publish; false if it could not.
-fn keep_for_retry(retry: &mut RetryQueue, msgs: &[Outgoing], why: &str) -> bool {
-    let items: Vec<RetryItem> = msgs
-        .iter()
-        .map(|m| RetryItem::new(RetryKind::Post, m.body.clone(), &m.exchange, &m.topic, why))
-        .collect();
-    match retry.push(&items) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(
-                "cannot keep {} announcements for retry: {e}; their work will be done again",
-                items.len()
-            );
-            false
-        }
-    }
-}
-
-/// Publishes announcements that failed before, once the broker is back.
-async fn repost(
-    inst: &mut Instance,
-    retry: &mut RetryQueue,
-    publisher: &mut Option<Box<dyn Publisher>>,
-) {
-    let due = match retry.due(RetryKind::Post, 100) {
-        Ok(d) if !d.is_empty() => d,
-        _ => return,
-    };
-    if publisher.is_none() {
-        *publisher = super::connect_publisher(inst).await;
-    }
-    let Some(p) = publisher.as_mut() else { return };
-    let msgs: Vec<Outgoing> = due
-        .iter()
-        .map(|i| Outgoing {
-            exchange: i.exchange.clone(),
-            topic: i.topic.clone(),
-            body: i.body.clone(),
-        })
-        .collect();
-    match publish_tolerant(p.as_mut(), &msgs).await {
-        Ok(n) => {
-            inst.metrics.posted += n;
-            let ids: Vec<i64> = due.iter().map(|i| i.id).collect();
-            if let Err(e) = retry.remove(&ids) {
-                tracing::error!("retry queue: {e}");
-            }
-        }
-        Err(e) => {
-            for i in &due {
-                let _ = retry.failed_again(i.id, &e.to_string());
-            }
-            *publisher = None;
-        }
     }
 }
 

@@ -43,14 +43,18 @@ pub enum Direction {
 /// server, made on first use and kept.
 pub struct Sources {
     opts: TransportOptions,
+    credentials: crate::config::Credentials,
     by_server: Mutex<HashMap<String, Arc<dyn Transport>>>,
 }
 
 impl Sources {
-    /// An empty set, making transports with `opts`.
-    pub fn new(opts: TransportOptions) -> Sources {
+    /// An empty set, making transports with `opts`; a server that
+    /// credentials.conf has an entry for gets its password (http) or its
+    /// `ssh_keyfile` (sftp) from there, as sr3 looks them up.
+    pub fn new(opts: TransportOptions, credentials: crate::config::Credentials) -> Sources {
         Sources {
             opts,
+            credentials,
             by_server: Mutex::new(HashMap::new()),
         }
     }
@@ -105,9 +109,25 @@ impl Sources {
         if let Some(t) = map.get(server) {
             return Ok(t.clone());
         }
-        let t: Arc<dyn Transport> = Arc::from(transfer::for_url_with(server, &self.opts)?);
+        let (url, opts) = self.with_credentials(server);
+        let t: Arc<dyn Transport> = Arc::from(transfer::for_url_with(&url, &opts)?);
         map.insert(server.to_string(), t.clone());
         Ok(t)
+    }
+
+    /// `server` (`scheme://[user@]host[:port]`) with what credentials.conf
+    /// adds to it: a password, a key.
+    fn with_credentials(&self, server: &str) -> (String, TransportOptions) {
+        let mut opts = self.opts.clone();
+        let parsed = url::Url::parse(server).ok().filter(|u| u.has_host());
+        let Some(u) = parsed else {
+            return (server.to_string(), opts);
+        };
+        let (full, details) = self.credentials.complete(&u);
+        if let Some(key) = details.and_then(|d| d.ssh_keyfile) {
+            opts.ssh_keyfile = Some(key);
+        }
+        (full[..url::Position::BeforePath].to_string(), opts)
     }
 }
 

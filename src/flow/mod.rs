@@ -15,6 +15,7 @@
 //! [`Instance`] holds what every component needs: its config, its state
 //! files, its counters and the stop signal.
 
+mod announce;
 pub mod autoclean;
 pub mod consume;
 pub mod deliver;

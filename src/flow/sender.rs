@@ -20,6 +20,7 @@ pub fn transport_options(cfg: &crate::config::Config) -> TransportOptions {
         .send_to_details
         .as_ref()
         .and_then(|d| d.ssh_keyfile.clone());
+    o.byte_rate_max = cfg.byte_rate_max;
     o
 }
 

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 /// Runs a subscribe instance until it is asked to stop.
 pub async fn run(inst: Instance) -> anyhow::Result<()> {
-    let sources = Sources::new(super::sender::transport_options(&inst.cfg));
+    let sources = Sources::new(
+        super::sender::transport_options(&inst.cfg),
+        inst.cfg.credentials.clone(),
+    );
     let here = Arc::new(FileTransport::new("/".into()));
     super::consume::run(inst, here, Direction::Download(sources)).await
 }

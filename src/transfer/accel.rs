@@ -44,6 +44,19 @@ pub fn argv(
     Ok(argv)
 }
 
+/// The options that make the accel program keep `byteRateMax` within one
+/// file: scp's `-l` (Kbit/s), when the program is scp; none for a program
+/// pitcher does not know (the flow still keeps the pace between files).
+pub fn rate_limit(command: &str, byte_rate_max: u64) -> Vec<OsString> {
+    let program = command.split_whitespace().next().unwrap_or("");
+    let is_scp = Path::new(program).file_name() == Some(OsStr::new("scp"));
+    if byte_rate_max == 0 || !is_scp {
+        return Vec::new();
+    }
+    let kbit = (byte_rate_max.saturating_mul(8) / 1000).max(1);
+    vec!["-l".into(), kbit.to_string().into()]
+}
+
 /// `token` with `%s` and `%d` replaced, byte-wise (paths need not be UTF-8).
 fn substitute(token: &str, src: &OsStr, dst: &OsStr) -> OsString {
     let mut out = Vec::with_capacity(token.len());
@@ -129,6 +142,18 @@ mod tests {
 
     fn os(s: &str) -> OsString {
         OsString::from(s)
+    }
+
+    #[test]
+    fn byte_rate_max_becomes_scps_limit_in_kbit_and_nothing_for_other_programs() {
+        assert_eq!(
+            rate_limit("/usr/bin/scp %s %d", 1_000_000),
+            vec![os("-l"), os("8000")]
+        );
+        assert_eq!(rate_limit("scp -C %s %d", 100), vec![os("-l"), os("1")]);
+        assert!(rate_limit("/usr/bin/scp %s %d", 0).is_empty());
+        assert!(rate_limit("/usr/local/bin/fast_copy %s %d", 1_000_000).is_empty());
+        assert!(rate_limit("/usr/bin/scpx %s %d", 1_000_000).is_empty());
     }
 
     #[test]

@@ -142,6 +142,10 @@ pub struct TransportOptions {
     pub timeout: Duration,
     /// A key to log in with (credentials.conf `ssh_keyfile`), used alone.
     pub ssh_keyfile: Option<PathBuf>,
+    /// `byteRateMax` in bytes per second (0: none). The flow keeps the
+    /// pace between files; a transport that hands a large file to a
+    /// program of its own asks that program to keep it within the file.
+    pub byte_rate_max: u64,
 }
 
 impl Default for TransportOptions {
@@ -154,6 +158,7 @@ impl Default for TransportOptions {
                 .map(PathBuf::from),
             timeout: Duration::from_secs(300),
             ssh_keyfile: None,
+            byte_rate_max: 0,
         }
     }
 }

@@ -54,6 +54,8 @@ const ACCEL_SESSIONS: usize = 8;
 pub struct SftpTransport {
     target: SshTarget,
     timeout: Duration,
+    /// `byteRateMax`, for scp's `-l`.
+    byte_rate_max: u64,
     link: tokio::sync::Mutex<Option<Arc<Connection>>>,
     accel_slots: tokio::sync::Semaphore,
 }
@@ -169,6 +171,7 @@ impl SftpTransport {
         Ok(SftpTransport {
             target: target_of(send_to, opts)?,
             timeout: opts.timeout,
+            byte_rate_max: opts.byte_rate_max,
             link: tokio::sync::Mutex::new(None),
             accel_slots: tokio::sync::Semaphore::new(ACCEL_SESSIONS),
         })
@@ -288,7 +291,11 @@ impl SftpTransport {
     /// The time allowed to move `size` bytes: the timeout, plus one second
     /// per MiB (a floor rate of 1 MiB/s).
     fn data_timeout(&self, size: u64) -> Duration {
-        self.timeout + Duration::from_secs(size >> 20)
+        let paced = match self.byte_rate_max {
+            0 => Duration::ZERO,
+            rate => Duration::from_secs(size / rate),
+        };
+        self.timeout + Duration::from_secs(size >> 20) + paced
     }
 
     /// `[user@]host:remote` for scp (an IPv6 address in brackets).
@@ -388,6 +395,7 @@ impl SftpTransport {
         if let Some(cfg) = &self.target.ssh_config {
             extra.extend(["-F".into(), cfg.clone().into_os_string()]);
         }
+        extra.extend(accel::rate_limit(command, self.byte_rate_max));
         let argv = accel::argv(
             command,
             local.as_os_str(),
@@ -426,6 +434,7 @@ mod tests {
             ssh_config: None,
             timeout: Duration::from_secs(30),
             ssh_keyfile: None,
+            byte_rate_max: 0,
         }
     }
 
@@ -472,5 +481,18 @@ mod tests {
         let t = SftpTransport::new("sftp://hpfx", &opts()).expect("new");
         assert_eq!(t.data_timeout(0), Duration::from_secs(30));
         assert_eq!(t.data_timeout(50 << 20), Duration::from_secs(80));
+        let paced = SftpTransport::new(
+            "sftp://hpfx",
+            &TransportOptions {
+                byte_rate_max: 1 << 20,
+                ..opts()
+            },
+        )
+        .expect("new");
+        assert_eq!(
+            paced.data_timeout(50 << 20),
+            Duration::from_secs(130),
+            "plus the time byteRateMax takes"
+        );
     }
 }

@@ -46,6 +46,7 @@ pub fn options(h: &Harness) -> TransportOptions {
         ssh_config: Some(h.ssh_config.clone()),
         timeout: Duration::from_secs(20),
         ssh_keyfile: None,
+        byte_rate_max: 0,
     }
 }
 
