@@ -392,7 +392,14 @@ done
 
 # --------------------------------------------------------------------- sr3
 S_HOT=$WORK/hot/sr3
-sr3_pids() { cat "$SR3HOME"/.cache/sr3/{watch,sender}/to_hpfx/*.pid 2>/dev/null; echo; }
+# sr3's instances: its instance.py processes whose HOME is this run's.
+sr3_pids() {
+  local p
+  for p in $(pgrep -f 'sarracenia/instance.py' || true); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "HOME=$SR3HOME" && echo "$p"
+  done
+  return 0
+}
 if [ "$SR3" = 1 ]; then
   mkdir -p "$S_HOT" "$SR3HOME/.config/sr3/watch" "$SR3HOME/.config/sr3/sender" "$SR3HOME/.ssh"
   cp "$SSHCFG" "$SR3HOME/.ssh/config"
@@ -582,6 +589,7 @@ if wants memory; then
     j=$(run pitcher "mem$k" "$step" 4096 50 0)
     say "pitcher mem$k: $j"
     done_n=$((done_n + step)) k=$((k + 1))
+    sleep 3 # at rest again: the daemons hand back a burst's memory after 1 s idle
     read -r u r < <(drv mem $(pitcher_pids))
     result "memory after $done_n files USS (MiB)" pitcher "$(python3 -c "print(f'{$u/1024:.1f}')")"
     result "memory after $done_n files RSS (MiB)" pitcher "$(python3 -c "print(f'{$r/1024:.1f}')")"
@@ -590,6 +598,7 @@ if wants memory; then
     say "memory, sr3: $N_SR3_MEM files"
     j=$(run sr3 mem0 "$N_SR3_MEM" 4096 50 0)
     say "sr3 mem0: $j"
+    sleep 3
     mem_row sr3 "memory after $N_SR3_MEM files (sr3)"
   fi
 fi

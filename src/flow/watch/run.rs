@@ -22,6 +22,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long the watch reads and checksums files before it publishes what
+/// it has so far.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+
 /// An announcement waiting to be published, and what to record after.
 struct Pending {
     msg: Message,
@@ -94,6 +98,8 @@ async fn run_active(
     let mut delay = Duration::from_millis(200);
     let mut said_unroutable = false;
     let mut removed: HashSet<PathBuf> = HashSet::new();
+    // Events read but not yet turned into announcements.
+    let mut backlog: std::collections::VecDeque<FsEvent> = Default::default();
     while !inst.stopping() && vip.still_here() {
         if !pending.is_empty() {
             if publisher.is_none() {
@@ -136,22 +142,30 @@ async fn run_active(
         if !pending.is_empty() {
             delay = (delay * 2).min(Duration::from_secs(10));
         }
-        let events = tokio::select! {
-            r = watcher.next_batch(wait) => r,
-            _ = inst.pause(wait) => continue,
-        };
-        match events {
-            Ok(evs) => {
-                for ev in evs {
-                    inst.metrics.received += 1;
-                    inst.metrics.last_message = crate::flow::now_epoch();
-                    match ann.event(ev, &inventory, &mut removed) {
-                        Ok(items) => pending.extend(items),
-                        Err(e) => tracing::warn!("{e}"),
-                    }
-                }
+        if backlog.is_empty() {
+            let events = tokio::select! {
+                r = watcher.next_batch(wait) => r,
+                _ = inst.pause(wait) => continue,
+            };
+            match events {
+                Ok(evs) => backlog.extend(evs),
+                Err(e) => tracing::error!("reading file events: {e}"),
             }
-            Err(e) => tracing::error!("reading file events: {e}"),
+        }
+        // Checksumming is the slow part (64 MiB take a tenth of a second):
+        // what is ready goes out every ANNOUNCE_EVERY, so the senders start
+        // on the first large files while the next are still being read.
+        let started = std::time::Instant::now();
+        while let Some(ev) = backlog.pop_front() {
+            inst.metrics.received += 1;
+            inst.metrics.last_message = crate::flow::now_epoch();
+            match ann.event(ev, &inventory, &mut removed) {
+                Ok(items) => pending.extend(items),
+                Err(e) => tracing::warn!("{e}"),
+            }
+            if started.elapsed() >= ANNOUNCE_EVERY {
+                break;
+            }
         }
     }
     if !pending.is_empty() {
