@@ -5,7 +5,8 @@
 //! `size / byteRateMax` seconds; after it moves, the schedule is corrected
 //! with the bytes that really moved. So over any stretch of several files
 //! the instance moves at most `byteRateMax` bytes per second (plus one
-//! file), while a single file still goes at the link's speed. Files that
+//! file); inside one file only scp (the accelerator) is held to the rate,
+//! by its `-l` (see [`crate::transfer::accel::rate_limit`]). Files that
 //! move concurrently share one schedule: the limit is per instance (one
 //! instance is one process), as in sr3.
 
