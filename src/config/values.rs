@@ -21,7 +21,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let value: f64 = num.parse().map_err(|_| expected())?;
     let unit_lc = unit.to_ascii_lowercase();
     let binary = unit_lc.ends_with('b') || unit_lc.ends_with('i');
-    let (prefix, suffix) = unit_lc.split_at(unit_lc.len().min(1));
+    // The first character, whatever its width (a unit such as `Ћ` is an
+    // error, not a slice through a character).
+    let first = unit_lc.chars().next().map_or(0, char::len_utf8);
+    let (prefix, suffix) = unit_lc.split_at(first);
     let exponent = match prefix {
         "" => 0,
         "b" if suffix.is_empty() => 0,
@@ -277,7 +280,7 @@ mod tests {
 
     #[test]
     fn bad_sizes_say_what_was_expected() {
-        for bad in ["1Q", "abc", "", "M", "1Mx", "-1", "1kk"] {
+        for bad in ["1Q", "abc", "", "M", "1Mx", "-1", "1kk", "1Ћ", "1Ћb", "2é"] {
             let err = parse_size(bad).unwrap_err();
             assert!(err.contains("expected a size"), "{bad}: {err}");
         }
