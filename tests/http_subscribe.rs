@@ -104,6 +104,12 @@ impl Drop for WebServer {
 /// started, so its queue is declared before anything is published.
 fn started_subscriber() -> Env {
     let env = Env::new();
+    start_subscriber(&env);
+    env
+}
+
+/// Writes `subscribe/web` into `env` and starts it.
+fn start_subscriber(env: &Env) {
     env.write_config(
         "subscribe/web.conf",
         &format!(
@@ -112,7 +118,6 @@ fn started_subscriber() -> Env {
         ),
     );
     env.ok(&["start"]);
-    env
 }
 
 /// Publishes `msgs` into the embedded broker's exchange.
@@ -198,14 +203,7 @@ fn a_server_that_wants_a_password_gets_it_from_credentials_conf() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    env.write_config(
-        "subscribe/web.conf",
-        &format!(
-            "broker local:\nexchange {EXCHANGE}\ndirectory {}\nmirror on\ninflight .tmp\ntimeout 20\naccept .*\n",
-            env.dest.display()
-        ),
-    );
-    env.ok(&["start"]);
+    start_subscriber(&env);
     let mut expected = BTreeMap::new();
     let mut msgs = Vec::new();
     for i in 0..3 {
