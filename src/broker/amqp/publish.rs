@@ -31,7 +31,9 @@ pub struct AmqpPublisher {
 /// buffer grows to hold whatever is published at once and never shrinks:
 /// a watch announcing 20,000 files in one go kept 8 MiB for good. A couple
 /// of hundred announcements fill its 32 small frames' worth, and a confirm
-/// round trip per chunk costs next to nothing beside them.
+/// round trip per chunk costs next to nothing beside them. A failure part
+/// way leaves the chunks before it published: the caller publishes the
+/// whole batch again, and the receivers' nodupe drops the repeats.
 const CONFIRM_CHUNK: usize = 200;
 
 impl AmqpPublisher {

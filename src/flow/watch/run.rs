@@ -168,10 +168,12 @@ async fn run_active(
             }
         }
     }
-    if !pending.is_empty() {
+    if !pending.is_empty() || !backlog.is_empty() {
         tracing::warn!(
-            "stopping with {} announcements unpublished: they will be found again at start",
-            pending.len()
+            "stopping with {} announcements unpublished and {} events not yet read: \
+             the start-up scan will find them again",
+            pending.len(),
+            backlog.len()
         );
     }
     inst.save_metrics(true);

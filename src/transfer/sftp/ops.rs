@@ -97,9 +97,9 @@ async fn mkdirs(c: &Connection, dir: &str, mode: u32, what: &str) -> io::Result<
 
 /// Reads from `src` until `buf` is full or the file ends. The reads are
 /// plain blocking ones: a local file, mostly in the page cache, read in
-/// pieces of at most [`WRITE_CHUNK`]; handing each to tokio's blocking pool
-/// cost more (a thread hop per read, and a malloc arena per pool thread)
-/// than the read itself.
+/// pieces of at most [`WRITE_CHUNK`]. Handing each to tokio's blocking pool
+/// costs a thread hop per read, and each pool thread gets a malloc arena of
+/// its own that stays with the process.
 fn read_full(src: &mut std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
     use std::io::Read;
     let mut n = 0;
