@@ -16,10 +16,16 @@ async fn url_user_and_port_work_without_an_alias() {
     let _g = SSHD.read().await;
     let h = harness();
     let url = format!("sftp://{}@127.0.0.1:{}/", h.user, h.port);
-    let t = SftpTransport::new(&url, &options(&h)).expect("url");
-    let (rel, abs) = scratch(&h, "url");
+    put_by_sftp_and_scp(&h, &url, "url", b"by url").await;
+}
+
+/// Through the transport for `url`: a file put over sftp and one over scp
+/// arrive in a scratch directory `tag` with `data`.
+async fn put_by_sftp_and_scp(h: &Harness, url: &str, tag: &str, data: &[u8]) {
+    let t = SftpTransport::new(url, &options(h)).expect("url");
+    let (rel, abs) = scratch(h, tag);
     let local = tempfile::tempdir().expect("tempdir");
-    let f = local_file(local.path(), "f", b"by url");
+    let f = local_file(local.path(), "f", data);
     t.mkdirs(&rel, 0o755).await.expect("mkdirs");
     t.put(&f, &format!("{rel}/f"), PutMode::Replace)
         .await
@@ -27,8 +33,8 @@ async fn url_user_and_port_work_without_an_alias() {
     t.put_accelerated(&f, &format!("{rel}/g"), "/usr/bin/scp %s %d")
         .await
         .expect("scp");
-    assert_eq!(std::fs::read(abs.join("f")).expect("f"), b"by url");
-    assert_eq!(std::fs::read(abs.join("g")).expect("g"), b"by url");
+    assert_eq!(std::fs::read(abs.join("f")).expect("f"), data);
+    assert_eq!(std::fs::read(abs.join("g")).expect("g"), data);
 }
 
 #[tokio::test]
@@ -36,19 +42,7 @@ async fn url_user_and_port_work_without_an_alias() {
 async fn proxy_jump_from_the_ssh_config_is_followed_by_sftp_and_scp() {
     let _g = SSHD.read().await;
     let h = harness();
-    let t = SftpTransport::new("sftp://hpfx-jump", &options(&h)).expect("url");
-    let (rel, abs) = scratch(&h, "jump");
-    let local = tempfile::tempdir().expect("tempdir");
-    let f = local_file(local.path(), "f", b"jumped");
-    t.mkdirs(&rel, 0o755).await.expect("mkdirs");
-    t.put(&f, &format!("{rel}/f"), PutMode::Replace)
-        .await
-        .expect("put");
-    t.put_accelerated(&f, &format!("{rel}/g"), "/usr/bin/scp %s %d")
-        .await
-        .expect("scp");
-    assert_eq!(std::fs::read(abs.join("f")).expect("f"), b"jumped");
-    assert_eq!(std::fs::read(abs.join("g")).expect("g"), b"jumped");
+    put_by_sftp_and_scp(&h, "sftp://hpfx-jump", "jump", b"jumped").await;
 }
 
 #[tokio::test]

@@ -269,8 +269,9 @@ async fn every_operation_but_get_and_stat_is_unsupported() {
     }
 }
 
-#[tokio::test]
-async fn a_server_that_never_answers_times_out() {
+/// A server on loopback that accepts one connection and says nothing for
+/// 30 s; the transport for it (`scheme` http or https) waits 300 ms.
+async fn silent_server(scheme: &str) -> (HttpTransport, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hold = tokio::spawn(async move {
@@ -279,10 +280,16 @@ async fn a_server_that_never_answers_times_out() {
         drop(conn);
     });
     let t = HttpTransport::new(
-        &format!("http://127.0.0.1:{port}/"),
+        &format!("{scheme}://127.0.0.1:{port}/"),
         &opts(Duration::from_millis(300)),
     )
     .unwrap();
+    (t, hold)
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out() {
+    let (t, hold) = silent_server("http").await;
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let e = t.get("/slow", &dir.path().join("f")).await.unwrap_err();
@@ -316,18 +323,7 @@ async fn https_to_a_plain_http_port_fails_with_a_tls_error() {
 
 #[tokio::test]
 async fn https_to_a_server_that_stays_silent_times_out_naming_tls() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hold = tokio::spawn(async move {
-        let conn = listener.accept().await;
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        drop(conn);
-    });
-    let t = HttpTransport::new(
-        &format!("https://127.0.0.1:{port}/"),
-        &opts(Duration::from_millis(300)),
-    )
-    .unwrap();
+    let (t, hold) = silent_server("https").await;
     let dir = tempfile::tempdir().unwrap();
     let e = t.get("/f", &dir.path().join("f")).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
