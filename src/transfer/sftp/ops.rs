@@ -5,6 +5,7 @@ use super::errors::Failure;
 use super::{Connection, SftpTransport};
 use crate::transfer::{PutMode, RemoteStat, Transport};
 use async_trait::async_trait;
+use bytes::Bytes;
 use openssh_sftp_client::file::TokioCompatFile;
 use openssh_sftp_client::metadata::{MetaData, MetaDataBuilder, Permissions};
 use openssh_sftp_client::UnixTimeStamp;
@@ -172,9 +173,12 @@ async fn put(
         if n == 0 {
             break;
         }
+        // Writes hand the client `Bytes`: its plain `write_all` serializes
+        // the data one byte at a time (3 % of a sender's CPU on 4 KiB files).
         if offset == 0 && n < chunk {
             // The whole file in one request, the common small-file case.
-            file.write_all(&buf[..n])
+            buf.truncate(n);
+            file.write_all_zero_copy(&mut [Bytes::from(std::mem::take(&mut buf))])
                 .await
                 .map_err(|e| c.fail(Failure::of(e), what))?;
             offset = n as u64;
@@ -182,8 +186,8 @@ async fn put(
         }
         let mut part = file.clone();
         Pin::new(&mut part).start_seek(io::SeekFrom::Start(offset))?;
-        let data = buf[..n].to_vec();
-        pending.spawn(async move { part.write_all(&data).await });
+        let data = Bytes::copy_from_slice(&buf[..n]);
+        pending.spawn(async move { part.write_all_zero_copy(&mut [data]).await });
         offset += n as u64;
         while pending.len() >= WRITE_WINDOW {
             join_one(c, &mut pending, what).await?;
