@@ -446,6 +446,33 @@ async fn requeued_delivery_comes_back_flagged_redelivered() {
     cleanup(&[&q], &[&x]).await;
 }
 
+/// Acks of a contiguous run from the lowest held tag go as one `multiple`
+/// frame; whatever is still held below or between must stay unacked.
+#[tokio::test]
+async fn acks_out_of_order_settle_exactly_the_deliveries_named() {
+    let (x, q) = (unique("x"), unique("q"));
+    let s = spec(&q, &x, 25);
+    let mut p = publisher().await;
+    p.declare_exchange(&x).await.unwrap();
+    let mut a = consumer(&s).await;
+    p.publish(&batch(&x, 0, 8)).await.unwrap();
+    let held = get_n(a.as_mut(), 8).await;
+    assert_eq!(held.len(), 8);
+    // 0 and 1 as a run from the lowest; 3, 5 and 6 with 2 and 4 still held
+    // below them; 7 left alone; then 2 with 4 still held.
+    a.ack(&[held[1].id, held[0].id]).await.unwrap();
+    a.ack(&[held[5].id, held[3].id, held[6].id]).await.unwrap();
+    a.ack(&[held[2].id]).await.unwrap();
+    drop(a);
+    let mut b = consumer(&s).await;
+    let again = get_n(b.as_mut(), 2).await;
+    assert_eq!(bodies(&again), bodies(&[held[4].clone(), held[7].clone()]));
+    let more = b.get(8, Duration::from_millis(500)).await.unwrap();
+    assert!(more.is_empty(), "acked deliveries came back: {:?}", bodies(&more));
+    b.ack(&ids(&again)).await.unwrap();
+    cleanup(&[&q], &[&x]).await;
+}
+
 #[tokio::test]
 async fn unacked_deliveries_of_a_dropped_consumer_go_to_the_other() {
     let (x, q) = (unique("x"), unique("q"));

@@ -22,12 +22,18 @@ use std::time::{Duration, Instant};
 const DEPTH_CACHE: Duration = Duration::from_secs(5);
 
 /// Delivery ids are `serial << TAG_BITS | delivery tag`: the serial of the
-/// consumer that took them. Tags restart at 1 on every channel, so without
-/// it an id of a dead consumer handed to its replacement could ack one of
-/// the replacement's own deliveries. 2^40 deliveries on one channel, and
-/// 2^24 consumers in one process, are both far away.
+/// consuming channel that delivered them. Tags restart at 1 on every
+/// channel, so without it an id of a dead channel (or connection) handed
+/// back later could ack one of its replacement's own deliveries. 2^40
+/// deliveries on one channel, and 2^24 channels in one process, are both
+/// far away.
 const TAG_BITS: u32 = 40;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+fn next_serial() -> u64 {
+    NEXT_SERIAL.fetch_add(1, Ordering::Relaxed) & ((1 << (64 - TAG_BITS)) - 1)
+}
 
 /// Consumes one queue of a RabbitMQ (or any AMQP 0-9-1) broker; see
 /// [`open_consumer`](super::open_consumer).
@@ -61,7 +67,7 @@ impl AmqpConsumer {
             admin: None,
             consuming: None,
             held: HashMap::new(),
-            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed) & ((1 << (64 - TAG_BITS)) - 1),
+            serial: next_serial(),
             depth: None,
         })
     }
@@ -125,10 +131,14 @@ impl AmqpConsumer {
         )
         .await?;
         self.consuming = Some((ch, consumer));
+        // Tags start again at 1 on the new channel: a new serial, so an id
+        // handed out by the last one can never ack one of this one's.
+        self.serial = next_serial();
         Ok(())
     }
 
     fn id(&self, tag: u64) -> u64 {
+        debug_assert!(tag <= TAG_MASK);
         self.serial << TAG_BITS | tag
     }
 
@@ -140,26 +150,44 @@ impl AmqpConsumer {
         }
         self.connection_alive()?;
         let t = self.opts.timeout;
-        let ackers: Vec<Acker> = ids.iter().filter_map(|id| self.held.remove(id)).collect();
+        let mut ackers: Vec<(u64, Acker)> = ids
+            .iter()
+            .filter_map(|id| self.held.remove(id).map(|a| (id & TAG_MASK, a)))
+            .collect();
         let unknown = ids.len() - ackers.len();
-        let sends = ackers.iter().map(|acker| async move {
+        // Tags below every one still held are settled by one frame with
+        // `multiple` on the highest of them (one round trip to lapin's I/O
+        // thread instead of one per message); the rest one by one. What
+        // the broker delivered and the flow has not taken yet has higher
+        // tags still, so `multiple` never reaches it.
+        ackers.sort_unstable_by_key(|(tag, _)| *tag);
+        let floor = self.held.keys().map(|id| id & TAG_MASK).min().unwrap_or(u64::MAX);
+        let covered = ackers.iter().take_while(|(tag, _)| *tag < floor).count();
+        let frames: Vec<(&Acker, usize)> = ackers[..covered]
+            .last()
+            .map(|(_, a)| (a, covered))
+            .into_iter()
+            .chain(ackers[covered..].iter().map(|(_, a)| (a, 1)))
+            .collect();
+        let sends = frames.iter().map(|&(acker, count)| async move {
+            let multiple = count > 1;
             let sent = if requeue {
                 let options = BasicNackOptions {
-                    multiple: false,
+                    multiple,
                     requeue: true,
                 };
                 tokio::time::timeout(t, acker.nack(options)).await
             } else {
-                tokio::time::timeout(t, acker.ack(BasicAckOptions { multiple: false })).await
+                tokio::time::timeout(t, acker.ack(BasicAckOptions { multiple })).await
             };
             // Ok(false): the channel closed since; the broker has them back.
-            matches!(sent, Ok(Ok(true)))
+            if matches!(sent, Ok(Ok(true))) {
+                0
+            } else {
+                count
+            }
         });
-        let lost = join_in_order(sends.collect())
-            .await
-            .into_iter()
-            .filter(|sent| !sent)
-            .count();
+        let lost: usize = join_in_order(sends.collect()).await.into_iter().sum();
         if unknown > 0 {
             tracing::warn!(
                 queue = %self.queue,
