@@ -471,6 +471,7 @@ mem_row() { # TOOL ROW
 }
 if wants memory; then
   for t in "${tools[@]}"; do mem_row "$t" "memory at rest, watch+5 senders"; done
+  say "USS KiB by process: $(for p in $(pitcher_pids); do printf '%s=%s ' "$(tr '\0' ' ' < "/proc/$p/cmdline" | awk '{print $5 "#" $4}')" "$(drv mem "$p" | cut -d' ' -f1)"; done)"
 fi
 
 # ------------------------------------------------------------------- small
@@ -598,6 +599,7 @@ if wants memory; then
     done_n=$((done_n + step)) k=$((k + 1))
     sleep 3 # at rest again: the daemons hand back a burst's memory after 1 s idle
     read -r u r < <(drv mem $(pitcher_pids))
+    say "USS KiB by process: $(for p in $(pitcher_pids); do printf '%s=%s ' "$(tr '\0' ' ' < "/proc/$p/cmdline" | awk '{print $5 "#" $4}')" "$(drv mem "$p" | cut -d' ' -f1)"; done)"
     result "memory after $done_n files USS (MiB)" pitcher "$(python3 -c "print(f'{$u/1024:.1f}')")"
     result "memory after $done_n files RSS (MiB)" pitcher "$(python3 -c "print(f'{$r/1024:.1f}')")"
   done

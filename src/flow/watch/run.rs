@@ -26,6 +26,9 @@ use std::time::Duration;
 /// it has so far.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
 
+/// What the watch's own queues keep of their capacity once it is idle.
+const IDLE_CAPACITY: usize = 256;
+
 /// An announcement waiting to be published, and what to record after.
 struct Pending {
     msg: Message,
@@ -148,6 +151,14 @@ async fn run_active(
                 _ = inst.pause(wait) => continue,
             };
             match events {
+                Ok(evs) if evs.is_empty() && pending.is_empty() => {
+                    // Idle: give back what a burst grew (20,000 events at
+                    // once leave a backlog of megabytes), so the trim after
+                    // the burst can return it to the system.
+                    backlog.shrink_to(IDLE_CAPACITY);
+                    pending.shrink_to(IDLE_CAPACITY);
+                    removed.shrink_to(IDLE_CAPACITY);
+                }
                 Ok(evs) => backlog.extend(evs),
                 Err(e) => tracing::error!("reading file events: {e}"),
             }
