@@ -30,7 +30,8 @@
 # --quick: a fifth of the counts. Settings: BENCH_SKIP_SR3=1 (pitcher and
 # the limit only), BENCH_KEEP=1 (leave the work dir), BENCH_PAUSE=1 (wait,
 # daemons running, before cleaning up: for profiling), BENCH_MEM_FILES,
-# BENCH_PITCHER (another build of pitcher to measure).
+# BENCH_PITCHER (another build of pitcher to measure), BENCH_INSTANCES (senders;
+# 5 by default).
 # All in one function, read whole before it runs: bash reads a script as it
 # goes, and an edit to this file during a run would otherwise break it.
 main() {
@@ -50,7 +51,7 @@ wants() { [ "$what" = all ] || [ "$what" = "$1" ]; }
 q() { if [ "$quick" = 1 ]; then echo $(( $1 / 5 )); else echo "$1"; fi; }
 N_SMALL=$(q 5000); N_ONE=$(q 1000); N_LARGE=$(q 20); [ "$N_LARGE" -ge 4 ] || N_LARGE=4
 N_LAT=$(q 200); N_MEM=${BENCH_MEM_FILES:-$(q 100000)}; N_SR3_MEM=$(q 5000)
-INSTANCES=5
+INSTANCES=${BENCH_INSTANCES:-5}
 SR3=${BENCH_SKIP_SR3:-0}; [ "$SR3" = 1 ] && SR3=0 || SR3=1
 
 say() { printf '== %s\n' "$*" >&2; }
