@@ -446,18 +446,25 @@ async fn requeued_delivery_comes_back_flagged_redelivered() {
     cleanup(&[&q], &[&x]).await;
 }
 
-/// Acks of a contiguous run from the lowest held tag go as one `multiple`
-/// frame; whatever is still held below or between must stay unacked.
-#[tokio::test]
-async fn acks_out_of_order_settle_exactly_the_deliveries_named() {
+/// A new exchange and queue (prefetch 25) with `n` messages published, and
+/// a consumer holding all of them unacked.
+async fn holding(n: usize) -> (String, String, QueueSpec, Box<dyn Consumer>, Vec<Delivery>) {
     let (x, q) = (unique("x"), unique("q"));
     let s = spec(&q, &x, 25);
     let mut p = publisher().await;
     p.declare_exchange(&x).await.unwrap();
-    let mut a = consumer(&s).await;
-    p.publish(&batch(&x, 0, 8)).await.unwrap();
-    let held = get_n(a.as_mut(), 8).await;
-    assert_eq!(held.len(), 8);
+    let mut c = consumer(&s).await;
+    p.publish(&batch(&x, 0, n)).await.unwrap();
+    let held = get_n(c.as_mut(), n).await;
+    assert_eq!(held.len(), n);
+    (x, q, s, c, held)
+}
+
+/// Acks of a contiguous run from the lowest held tag go as one `multiple`
+/// frame; whatever is still held below or between must stay unacked.
+#[tokio::test]
+async fn acks_out_of_order_settle_exactly_the_deliveries_named() {
+    let (x, q, s, mut a, held) = holding(8).await;
     // 0 and 1 as a run from the lowest; 3, 5 and 6 with 2 and 4 still held
     // below them; 7 left alone; then 2 with 4 still held.
     a.ack(&[held[1].id, held[0].id]).await.unwrap();
@@ -475,14 +482,7 @@ async fn acks_out_of_order_settle_exactly_the_deliveries_named() {
 
 #[tokio::test]
 async fn unacked_deliveries_of_a_dropped_consumer_go_to_the_other() {
-    let (x, q) = (unique("x"), unique("q"));
-    let s = spec(&q, &x, 25);
-    let mut p = publisher().await;
-    p.declare_exchange(&x).await.unwrap();
-    let mut a = consumer(&s).await;
-    p.publish(&batch(&x, 0, 5)).await.unwrap();
-    let held = get_n(a.as_mut(), 5).await;
-    assert_eq!(held.len(), 5);
+    let (x, q, s, a, held) = holding(5).await;
     let mut b = consumer(&s).await;
     assert!(b
         .get(5, Duration::from_millis(300))
