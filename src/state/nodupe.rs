@@ -21,17 +21,34 @@ pub struct NodupeCache {
 impl NodupeCache {
     /// Opens the cache at `path`; entries older than `ttl` do not count.
     pub fn open(path: &Path, ttl: Duration) -> rusqlite::Result<NodupeCache> {
-        let conn = sqlite::open(path)?;
+        let mut conn = sqlite::open(path)?;
         // Unlike the retry queue, nothing is lost if the newest entries
         // are: a power cut at worst lets a duplicate through, which is
         // sent again whole. So no fsync per commit (a process killed
         // still loses nothing: the WAL is in the OS's cache).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS seen (key TEXT NOT NULL, path TEXT NOT NULL, at REAL NOT NULL,
-             PRIMARY KEY (key, path)) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS seen_path ON seen(path);",
+        // Keyed by path first: entries of one directory sit together, a
+        // removal's "forget this path" needs no second index, and a batch
+        // of new files dirties a few pages rather than one per file (the
+        // identity keys of the first layout, `seen (key, path)` plus an
+        // index on path, scattered every insert over two trees).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS seen_by_path (path TEXT NOT NULL, key TEXT NOT NULL,
+             at REAL NOT NULL, PRIMARY KEY (path, key)) WITHOUT ROWID;",
         )?;
+        let old_layout: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'seen'",
+            [],
+            |r| r.get(0),
+        )?;
+        if old_layout {
+            tx.execute_batch(
+                "INSERT OR REPLACE INTO seen_by_path (path, key, at) SELECT path, key, at FROM seen;
+                 DROP TABLE seen;",
+            )?;
+        }
+        tx.commit()?;
         Ok(NodupeCache {
             conn,
             ttl: ttl.as_secs_f64(),
@@ -43,8 +60,8 @@ impl NodupeCache {
         let cutoff = sqlite::now() - self.ttl;
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM seen WHERE key = ?1 AND path = ?2 AND at >= ?3")?;
-        stmt.exists(params![key, path, cutoff])
+            .prepare_cached("SELECT 1 FROM seen_by_path WHERE path = ?1 AND key = ?2 AND at >= ?3")?;
+        stmt.exists(params![path, key, cutoff])
     }
 
     /// Records that these (key, path) pairs were handled now. A removal
@@ -57,15 +74,15 @@ impl NodupeCache {
         let now = sqlite::now();
         let tx = self.conn.transaction()?;
         {
-            let mut forget = tx.prepare_cached("DELETE FROM seen WHERE path = ?1")?;
+            let mut forget = tx.prepare_cached("DELETE FROM seen_by_path WHERE path = ?1")?;
             let mut put = tx.prepare_cached(
-                "INSERT OR REPLACE INTO seen (key, path, at) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO seen_by_path (path, key, at) VALUES (?1, ?2, ?3)",
             )?;
             for e in entries {
                 if e.forget_path {
                     forget.execute(params![e.path])?;
                 }
-                put.execute(params![e.key, e.path, now])?;
+                put.execute(params![e.path, e.key, now])?;
             }
         }
         tx.commit()
@@ -74,7 +91,7 @@ impl NodupeCache {
     /// Drops entries past the ttl; returns how many.
     pub fn expire(&self) -> rusqlite::Result<usize> {
         self.conn.execute(
-            "DELETE FROM seen WHERE at < ?1",
+            "DELETE FROM seen_by_path WHERE at < ?1",
             params![sqlite::now() - self.ttl],
         )
     }
@@ -154,6 +171,32 @@ mod tests {
             !c.is_duplicate("sha512,abc", "a/b").unwrap(),
             "re-created after removal"
         );
+    }
+
+    #[test]
+    fn a_cache_of_the_first_layout_is_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("n.db");
+        let old = rusqlite::Connection::open(&db).unwrap();
+        old.execute_batch(
+            "CREATE TABLE seen (key TEXT NOT NULL, path TEXT NOT NULL, at REAL NOT NULL,
+             PRIMARY KEY (key, path)) WITHOUT ROWID;
+             CREATE INDEX seen_path ON seen(path);",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO seen (key, path, at) VALUES ('sha512,abc', 'a/b', ?1)",
+            params![sqlite::now()],
+        )
+        .unwrap();
+        drop(old);
+        let c = NodupeCache::open(&db, Duration::from_secs(300)).unwrap();
+        assert!(c.is_duplicate("sha512,abc", "a/b").unwrap());
+        assert!(!c.is_duplicate("sha512,abc", "a/c").unwrap());
+        drop(c);
+        // Opening again (another instance) finds nothing left to move.
+        let c = NodupeCache::open(&db, Duration::from_secs(300)).unwrap();
+        assert!(c.is_duplicate("sha512,abc", "a/b").unwrap());
     }
 
     #[test]
