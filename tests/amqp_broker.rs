@@ -475,7 +475,11 @@ async fn acks_out_of_order_settle_exactly_the_deliveries_named() {
     let again = get_n(b.as_mut(), 2).await;
     assert_eq!(bodies(&again), bodies(&[held[4].clone(), held[7].clone()]));
     let more = b.get(8, Duration::from_millis(500)).await.unwrap();
-    assert!(more.is_empty(), "acked deliveries came back: {:?}", bodies(&more));
+    assert!(
+        more.is_empty(),
+        "acked deliveries came back: {:?}",
+        bodies(&more)
+    );
     b.ack(&ids(&again)).await.unwrap();
     cleanup(&[&q], &[&x]).await;
 }

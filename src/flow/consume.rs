@@ -142,14 +142,7 @@ pub async fn run(
         inst.metrics.connected = true;
         let had_work = !deliveries.is_empty();
         let mut pass = Pass::default();
-        gather(
-            &mut inst,
-            &cfg,
-            &mut nodupe,
-            &autoclean,
-            deliveries,
-            &mut pass,
-        );
+        gather(&mut inst, &cfg, &nodupe, &autoclean, deliveries, &mut pass);
         take_retries(&cfg, &retry, &mut pass);
         let results = work(&transport, &direction, &cfg, std::mem::take(&mut pass.work)).await;
         finish(
@@ -326,61 +319,69 @@ struct Pass {
 fn gather(
     inst: &mut Instance,
     cfg: &Config,
-    nodupe: &mut Option<NodupeCache>,
+    nodupe: &Option<NodupeCache>,
     autoclean: &Option<Autoclean>,
     ds: Vec<Delivery>,
     pass: &mut Pass,
 ) {
-    for d in ds {
-        inst.metrics.received += 1;
-        inst.metrics.last_message = now_epoch();
-        let msg = match Message::from_json(&d.body) {
-            Ok(m) => m,
-            Err(e) => {
-                set_aside(inst, &d, &e.to_string());
-                pass.acks.push(d.id);
-                continue;
-            }
-        };
-        if let Some(mark) = autoclean.as_ref().and_then(|ac| own_echo(ac, cfg, &msg)) {
-            tracing::info!(
-                "not propagated: {} (removed by autoclean after delivery)",
-                shown(&msg)
-            );
-            pass.acks.push(d.id);
-            pass.echoes.push(mark);
-            continue;
-        }
-        match place(cfg, &msg) {
-            Ok(Some((dest, old_dest))) => {
-                if !d.redelivered && is_duplicate(nodupe, cfg, &msg) {
-                    inst.metrics.duplicates += 1;
-                    tracing::info!("duplicate ignored: {}", shown(&msg));
+    // One read transaction for the pass's nodupe lookups (see
+    // `NodupeCache::reading`).
+    let each = || {
+        for d in ds {
+            inst.metrics.received += 1;
+            inst.metrics.last_message = now_epoch();
+            let msg = match Message::from_json(&d.body) {
+                Ok(m) => m,
+                Err(e) => {
+                    set_aside(inst, &d, &e.to_string());
                     pass.acks.push(d.id);
                     continue;
                 }
-                inst.note_lag(&msg);
-                pass.work.push(Work {
-                    origin: Origin::Delivery(d.id),
-                    msg,
-                    body: d.body,
-                    exchange: d.exchange,
-                    topic: d.topic,
-                    dest,
-                    old_dest,
-                });
-            }
-            Ok(None) => {
-                inst.metrics.rejected += 1;
-                tracing::info!("rejected: {} (mask)", shown(&msg));
+            };
+            if let Some(mark) = autoclean.as_ref().and_then(|ac| own_echo(ac, cfg, &msg)) {
+                tracing::info!(
+                    "not propagated: {} (removed by autoclean after delivery)",
+                    shown(&msg)
+                );
                 pass.acks.push(d.id);
+                pass.echoes.push(mark);
+                continue;
             }
-            Err(e) => {
-                inst.metrics.rejected += 1;
-                tracing::error!("rejected: {}: {e}", shown(&msg));
-                pass.acks.push(d.id);
+            match place(cfg, &msg) {
+                Ok(Some((dest, old_dest))) => {
+                    if !d.redelivered && is_duplicate(nodupe, cfg, &msg) {
+                        inst.metrics.duplicates += 1;
+                        tracing::info!("duplicate ignored: {}", shown(&msg));
+                        pass.acks.push(d.id);
+                        continue;
+                    }
+                    inst.note_lag(&msg);
+                    pass.work.push(Work {
+                        origin: Origin::Delivery(d.id),
+                        msg,
+                        body: d.body,
+                        exchange: d.exchange,
+                        topic: d.topic,
+                        dest,
+                        old_dest,
+                    });
+                }
+                Ok(None) => {
+                    inst.metrics.rejected += 1;
+                    tracing::info!("rejected: {} (mask)", shown(&msg));
+                    pass.acks.push(d.id);
+                }
+                Err(e) => {
+                    inst.metrics.rejected += 1;
+                    tracing::error!("rejected: {}: {e}", shown(&msg));
+                    pass.acks.push(d.id);
+                }
             }
         }
+    };
+    match nodupe {
+        Some(cache) => cache.reading(each),
+        None => each(),
     }
 }
 

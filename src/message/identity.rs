@@ -314,7 +314,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let content: Vec<u8> = (0..HASH_BUFFER * 2 + 17).map(|i| (i % 251) as u8).collect();
         let p = file_with(d.path(), "big", &content);
-        let want = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha512 as sha2::Digest>::digest(&content));
+        let want = base64::engine::general_purpose::STANDARD
+            .encode(<sha2::Sha512 as sha2::Digest>::digest(&content));
         assert_eq!(compute_identity(&p, "sha512").unwrap().unwrap().value, want);
     }
 

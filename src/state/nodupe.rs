@@ -55,12 +55,18 @@ impl NodupeCache {
         })
     }
 
+    /// Runs `f` inside one read transaction (its `is_duplicate` calls
+    /// share one snapshot and lock).
+    pub fn reading<T>(&self, f: impl FnOnce() -> T) -> T {
+        sqlite::read_together(&self.conn, f)
+    }
+
     /// True if (key, path) was recorded within the ttl.
     pub fn is_duplicate(&self, key: &str, path: &str) -> rusqlite::Result<bool> {
         let cutoff = sqlite::now() - self.ttl;
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM seen_by_path WHERE path = ?1 AND key = ?2 AND at >= ?3")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM seen_by_path WHERE path = ?1 AND key = ?2 AND at >= ?3",
+        )?;
         stmt.exists(params![path, key, cutoff])
     }
 

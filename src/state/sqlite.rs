@@ -25,6 +25,19 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Runs `f` inside one read transaction on `conn` (see
+/// `Inventory::reading`); plain autocommit if it cannot begin.
+pub fn read_together<T>(conn: &Connection, f: impl FnOnce() -> T) -> T {
+    let began = conn.execute_batch("BEGIN").is_ok();
+    let out = f();
+    if began {
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            tracing::debug!("ending a read transaction: {e}");
+        }
+    }
+    out
+}
+
 /// Seconds since the epoch, as a float (the stores' time unit).
 pub fn now() -> f64 {
     std::time::SystemTime::now()

@@ -161,7 +161,12 @@ impl AmqpConsumer {
         // the broker delivered and the flow has not taken yet has higher
         // tags still, so `multiple` never reaches it.
         ackers.sort_unstable_by_key(|(tag, _)| *tag);
-        let floor = self.held.keys().map(|id| id & TAG_MASK).min().unwrap_or(u64::MAX);
+        let floor = self
+            .held
+            .keys()
+            .map(|id| id & TAG_MASK)
+            .min()
+            .unwrap_or(u64::MAX);
         let covered = ackers.iter().take_while(|(tag, _)| *tag < floor).count();
         let frames: Vec<(&Acker, usize)> = ackers[..covered]
             .last()

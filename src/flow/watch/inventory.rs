@@ -100,6 +100,14 @@ impl Inventory {
         Ok(Inventory { conn })
     }
 
+    /// Runs `f` inside one read transaction, so the lookups it makes share
+    /// one snapshot and one lock instead of taking them per statement (four
+    /// `fcntl` calls per file before). Without the transaction if it
+    /// cannot begin: each lookup then takes its own.
+    pub fn reading<T>(&self, f: impl FnOnce() -> T) -> T {
+        crate::state::sqlite::read_together(&self.conn, f)
+    }
+
     /// What was announced at `path`, if anything.
     pub fn get(&self, path: &Path) -> rusqlite::Result<Option<Seen>> {
         let mut stmt = self

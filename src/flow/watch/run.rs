@@ -167,17 +167,19 @@ async fn run_active(
         // what is ready goes out every ANNOUNCE_EVERY, so the senders start
         // on the first large files while the next are still being read.
         let started = std::time::Instant::now();
-        while let Some(ev) = backlog.pop_front() {
-            inst.metrics.received += 1;
-            inst.metrics.last_message = crate::flow::now_epoch();
-            match ann.event(ev, &inventory, &mut removed) {
-                Ok(items) => pending.extend(items),
-                Err(e) => tracing::warn!("{e}"),
+        inventory.reading(|| {
+            while let Some(ev) = backlog.pop_front() {
+                inst.metrics.received += 1;
+                inst.metrics.last_message = crate::flow::now_epoch();
+                match ann.event(ev, &inventory, &mut removed) {
+                    Ok(items) => pending.extend(items),
+                    Err(e) => tracing::warn!("{e}"),
+                }
+                if started.elapsed() >= ANNOUNCE_EVERY {
+                    break;
+                }
             }
-            if started.elapsed() >= ANNOUNCE_EVERY {
-                break;
-            }
-        }
+        });
     }
     if !pending.is_empty() || !backlog.is_empty() {
         tracing::warn!(
@@ -211,19 +213,25 @@ async fn publish(
     let mut out: Vec<Outgoing> = Vec::new();
     let mut seen: Vec<NodupeEntry> = Vec::new();
     let mut logged = Vec::new();
-    for item in pending {
-        if let Some(cache) = nodupe.as_ref() {
-            let e = nodupe::entry_for(&item.msg, cfg.nodupe_basis);
-            if cache.is_duplicate(&e.key, &e.path).unwrap_or(false) {
-                inst.metrics.duplicates += 1;
-                continue;
+    let mut sift = || {
+        for item in pending {
+            if let Some(cache) = nodupe.as_ref() {
+                let e = nodupe::entry_for(&item.msg, cfg.nodupe_basis);
+                if cache.is_duplicate(&e.key, &e.path).unwrap_or(false) {
+                    inst.metrics.duplicates += 1;
+                    continue;
+                }
+                seen.push(e);
             }
-            seen.push(e);
+            if let Some(o) = crate::flow::outgoing(&cfg, &item.msg) {
+                logged.push((item.msg.rel_path.clone(), item.msg.size, o.topic.clone()));
+                out.push(o);
+            }
         }
-        if let Some(o) = crate::flow::outgoing(&cfg, &item.msg) {
-            logged.push((item.msg.rel_path.clone(), item.msg.size, o.topic.clone()));
-            out.push(o);
-        }
+    };
+    match nodupe.as_ref() {
+        Some(cache) => cache.reading(sift),
+        None => sift(),
     }
     for chunk in out.chunks(cfg.batch.max(1) * 4) {
         p.publish(chunk).await?;
