@@ -14,8 +14,8 @@
 
 mod common;
 
-use common::{content, tree, wait_until, Env};
-use pitcher::broker::{Binding, Consumer, QueueSpec};
+use common::{amqp_url, content, side_consumer, tree, wait_until, Env};
+use pitcher::broker::Consumer;
 use pitcher::message::Message;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -133,36 +133,13 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn url() -> url::Url {
-    url::Url::parse("amqp://guest:guest@127.0.0.1/").unwrap()
-}
-
 /// A queue of the test's own on `exchange`, to read what is published there.
 fn side_queue(rt: &tokio::runtime::Runtime, exchange: &str) -> (Box<dyn Consumer>, String) {
     let name = format!("q_guest.test.{}", unique("side"));
     let paths =
         pitcher::state::Paths::resolve(Some("/nonexistent".into()), Some(std::env::temp_dir()));
-    rt.block_on(async {
-        let mut p = pitcher::broker::publisher(&url(), &paths).await.unwrap();
-        p.declare_exchange(exchange).await.unwrap();
-        let mut c = pitcher::broker::consumer(&url(), &paths, &name)
-            .await
-            .unwrap();
-        c.declare_queue(&QueueSpec {
-            name: name.clone(),
-            bindings: vec![Binding {
-                exchange: exchange.into(),
-                topic: "v03.#".into(),
-            }],
-            durable: false,
-            expire: Some(Duration::from_secs(300)),
-            message_ttl: None,
-            prefetch: 100,
-        })
-        .await
-        .unwrap();
-        (c, name)
-    })
+    let c = rt.block_on(side_consumer(&paths, exchange, &name, false));
+    (c, name)
 }
 
 /// Drains the side queue until `n` messages came or the time is up.
@@ -188,10 +165,10 @@ fn read_side(
 fn cleanup(rt: &tokio::runtime::Runtime, queues: &[&str], exchanges: &[&str]) {
     rt.block_on(async {
         for q in queues {
-            let _ = pitcher::broker::amqp::delete_queue(&url(), q).await;
+            let _ = pitcher::broker::amqp::delete_queue(&amqp_url(), q).await;
         }
         for x in exchanges {
-            let _ = pitcher::broker::amqp::delete_exchange(&url(), x).await;
+            let _ = pitcher::broker::amqp::delete_exchange(&amqp_url(), x).await;
         }
     });
 }
@@ -217,23 +194,70 @@ fn pitcher_credentials(env: &Env) {
     .unwrap();
 }
 
+/// Starts pitcher's `config` (a sender or subscribe, `extra` its own
+/// lines) consuming a new exchange into `env.dest`; returns the exchange.
+fn start_pitcher_consumer(env: &Env, tag: &str, config: &str, extra: &str) -> String {
+    let x = format!("xs_guest_{}", unique(tag));
+    pitcher_credentials(env);
+    env.write_config(
+        &format!("{config}.conf"),
+        &format!(
+            "broker {BROKER}\nexchange {x}\n{extra}directory {}\ninflight .tmp\naccept .*\n",
+            env.dest.display()
+        ),
+    );
+    env.ok(&["declare", config]);
+    env.ok(&["start", config]);
+    x
+}
+
+/// Writes `n` files below `dir`, file `i` at `name(i)` with `content(i,
+/// size + i)`; returns what each relative path must hold.
+fn drop_files(
+    dir: &Path,
+    n: usize,
+    size: usize,
+    name: impl Fn(usize) -> String,
+) -> BTreeMap<String, Vec<u8>> {
+    let mut expected = BTreeMap::new();
+    for i in 0..n {
+        let rel = name(i);
+        let path = dir.join(&rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c = content(i, size + i);
+        std::fs::write(&path, &c).unwrap();
+        expected.insert(rel, c);
+    }
+    expected
+}
+
+/// Stops pitcher, then removes `queues`, the queues whose names hold any
+/// of `parts`, and `exchanges` from the broker.
+fn stop_and_clean(
+    env: &Env,
+    rt: &tokio::runtime::Runtime,
+    parts: &[&str],
+    mut queues: Vec<String>,
+    exchanges: &[&str],
+) {
+    env.ok(&["stop"]);
+    for part in parts {
+        queues.extend(queues_named(part));
+    }
+    cleanup(
+        rt,
+        &queues.iter().map(String::as_str).collect::<Vec<_>>(),
+        exchanges,
+    );
+}
+
 #[test]
 #[ignore = "needs metpx-sr3 and RabbitMQ: bash scripts/test.sh"]
 fn sr3_watch_feeds_pitcher_sender_and_their_messages_match_ours() {
     let env = Env::new();
     let rt = rt();
-    let x = format!("xs_guest_{}", unique("i1"));
-    pitcher_credentials(&env);
-    env.write_config(
-        "sender/from_sr3.conf",
-        &format!(
-            "broker {BROKER}\nexchange {x}\nsendTo file:\ndirectory {}\ninflight .tmp\naccept .*\n",
-            env.dest.display()
-        ),
-    );
-    env.ok(&["declare", "sender/from_sr3"]);
+    let x = start_pitcher_consumer(&env, "i1", "sender/from_sr3", "sendTo file:\n");
     let (mut side, side_name) = side_queue(&rt, &x);
-    env.ok(&["start", "sender/from_sr3"]);
     let mut sr3 = Sr3::new(&env);
     sr3.config(
         "watch/to_pitcher.conf",
@@ -244,14 +268,7 @@ fn sr3_watch_feeds_pitcher_sender_and_their_messages_match_ours() {
     );
     sr3.foreground("watch/to_pitcher");
     std::thread::sleep(Duration::from_secs(4));
-    let mut expected = BTreeMap::new();
-    for i in 0..20 {
-        let rel = format!("sub dir/f#{i}*.dat");
-        std::fs::create_dir_all(env.hot.join("sub dir")).unwrap();
-        let c = content(i, 777 + i);
-        std::fs::write(env.hot.join(&rel), &c).unwrap();
-        expected.insert(rel, c);
-    }
+    let expected = drop_files(&env.hot, 20, 777, |i| format!("sub dir/f#{i}*.dat"));
     let ok = wait_until(LIMIT, || tree(&env.dest) == expected);
     assert!(
         ok,
@@ -300,14 +317,7 @@ fn sr3_watch_feeds_pitcher_sender_and_their_messages_match_ours() {
             ours.mtime
         );
     }
-    env.ok(&["stop"]);
-    let mut qs: Vec<String> = queues_named(".sender.from_sr3.");
-    qs.push(side_name);
-    cleanup(
-        &rt,
-        &qs.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[&x],
-    );
+    stop_and_clean(&env, &rt, &[".sender.from_sr3."], vec![side_name], &[&x]);
 }
 
 #[test]
@@ -345,24 +355,11 @@ fn pitcher_watch_feeds_sr3_sender_over_sftp() {
     env.ok(&["declare", "watch/to_sr3"]);
     sr3.foreground("sender/from_pitcher");
     env.ok(&["start", "watch/to_sr3"]);
-    let mut expected = BTreeMap::new();
-    for i in 0..15 {
-        let rel = format!("d{}/p_{i}.txt", i % 2);
-        std::fs::create_dir_all(env.hot.join(format!("d{}", i % 2))).unwrap();
-        let c = content(i, 500 + i);
-        std::fs::write(env.hot.join(&rel), &c).unwrap();
-        expected.insert(rel, c);
-    }
+    let expected = drop_files(&env.hot, 15, 500, |i| format!("d{}/p_{i}.txt", i % 2));
     let ok = wait_until(LIMIT, || tree(&remote) == expected);
     let got = tree(&remote).len();
     let _ = std::fs::remove_dir_all(&remote);
-    env.ok(&["stop"]);
-    let qs = queues_named(".sender.from_pitcher.");
-    cleanup(
-        &rt,
-        &qs.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[&x],
-    );
+    stop_and_clean(&env, &rt, &[".sender.from_pitcher."], Vec::new(), &[&x]);
     assert!(
         ok,
         "sr3's sender delivered {got} of {} from pitcher's watch\n{}\n{}",
@@ -406,21 +403,13 @@ fn pitcher_sender_announcements_feed_sr3_subscribe() {
     );
     std::thread::sleep(Duration::from_secs(2));
     env.ok(&["start"]);
-    let mut expected = BTreeMap::new();
-    for i in 0..15 {
-        let rel = format!("a b/s_{i}.dat");
-        std::fs::create_dir_all(env.hot.join("a b")).unwrap();
-        let c = content(i, 900 + i);
-        std::fs::write(env.hot.join(&rel), &c).unwrap();
-        expected.insert(rel, c);
-    }
+    let expected = drop_files(&env.hot, 15, 900, |i| format!("a b/s_{i}.dat"));
     let ok = wait_until(LIMIT, || tree(&d2) == expected);
-    env.ok(&["stop"]);
-    let mut qs = queues_named(".subscribe.from_pitcher.");
-    qs.extend(queues_named(".sender.hot."));
-    cleanup(
+    stop_and_clean(
+        &env,
         &rt,
-        &qs.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[".subscribe.from_pitcher.", ".sender.hot."],
+        Vec::new(),
         &[&out],
     );
     assert!(
@@ -438,33 +427,21 @@ fn pitcher_sender_announcements_feed_sr3_subscribe() {
 fn sr3_post_feeds_pitcher_subscribe() {
     let env = Env::new();
     let rt = rt();
-    let x = format!("xs_guest_{}", unique("i4"));
-    pitcher_credentials(&env);
-    env.write_config(
-        "subscribe/from_sr3_post.conf",
-        &format!(
-            "broker {BROKER}\nexchange {x}\ndirectory {}\ninflight .tmp\naccept .*\n",
-            env.dest.display()
-        ),
-    );
-    env.ok(&["declare", "subscribe/from_sr3_post"]);
-    env.ok(&["start", "subscribe/from_sr3_post"]);
+    let x = start_pitcher_consumer(&env, "i4", "subscribe/from_sr3_post", "");
     let sr3 = Sr3::new(&env);
     sr3.config(
         "post/to_pitcher.conf",
         &format!("post_broker {BROKER}\npost_exchange {x}\npost_baseUrl file:\nreject .*\\.tmp$\naccept .*\n"),
     );
     let src = env.root.path().join("posted");
-    std::fs::create_dir_all(&src).unwrap();
-    let mut expected = BTreeMap::new();
+    // subscribe: mirror off, so the files land flat, as they are in `src`.
+    let expected = drop_files(&src, 10, 300, |i| format!("posted file {i}.txt"));
     let mut args: Vec<String> = vec!["-c".into(), "to_pitcher".into(), "-p".into()];
-    for i in 0..10 {
-        let name = format!("posted file {i}.txt");
-        let c = content(i, 300 + i);
-        std::fs::write(src.join(&name), &c).unwrap();
-        args.push(src.join(&name).to_string_lossy().into_owned());
-        expected.insert(name, c); // subscribe: mirror off, files land flat
-    }
+    args.extend(
+        expected
+            .keys()
+            .map(|name| src.join(name).to_string_lossy().into_owned()),
+    );
     let o = sr3.cmd("sr3_post").args(&args).output().unwrap();
     assert!(
         o.status.success(),
@@ -472,13 +449,7 @@ fn sr3_post_feeds_pitcher_subscribe() {
         String::from_utf8_lossy(&o.stderr)
     );
     let ok = wait_until(LIMIT, || tree(&env.dest) == expected);
-    env.ok(&["stop"]);
-    let qs = queues_named(".subscribe.from_sr3_post.");
-    cleanup(
-        &rt,
-        &qs.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[&x],
-    );
+    stop_and_clean(&env, &rt, &[".subscribe.from_sr3_post."], Vec::new(), &[&x]);
     assert!(
         ok,
         "pitcher's subscribe got {} of {} from sr3_post\n{}",

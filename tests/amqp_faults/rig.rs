@@ -2,8 +2,8 @@
 //! RabbitMQ in a throwaway pitcher installation, `rabbitmqctl` with a
 //! bound on every call, and the checks every test ends with.
 
-use crate::common::{content, wait_until, Env};
-use pitcher::broker::{Binding, Consumer, QueueSpec};
+use crate::common::{amqp_url, content, side_consumer, wait_until, Env};
+use pitcher::broker::Consumer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -20,10 +20,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 pub(crate) fn one_at_a_time() -> MutexGuard<'static, ()> {
     // A failed test poisons the lock; the next one may still run.
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn url() -> url::Url {
-    url::Url::parse("amqp://guest:guest@127.0.0.1/").unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -150,27 +146,8 @@ impl Rig {
             Some(self.env.config.clone()),
             Some(self.env.state.clone()),
         );
-        self.rt.block_on(async {
-            let mut p = pitcher::broker::publisher(&url(), &paths).await.unwrap();
-            p.declare_exchange(&self.x_out).await.unwrap();
-            let mut c = pitcher::broker::consumer(&url(), &paths, &self.side)
-                .await
-                .unwrap();
-            c.declare_queue(&QueueSpec {
-                name: self.side.clone(),
-                bindings: vec![Binding {
-                    exchange: self.x_out.clone(),
-                    topic: "v03.#".into(),
-                }],
-                durable: true,
-                expire: Some(Duration::from_secs(600)),
-                message_ttl: None,
-                prefetch: 500,
-            })
-            .await
-            .unwrap();
-            c
-        })
+        self.rt
+            .block_on(side_consumer(&paths, &self.x_out, &self.side, true))
     }
 
     /// The relPaths the sender announced, read from the side queue until
@@ -357,10 +334,10 @@ impl Drop for Rig {
         queues.push(self.side.clone());
         self.rt.block_on(async {
             for q in &queues {
-                let _ = pitcher::broker::amqp::delete_queue(&url(), q).await;
+                let _ = pitcher::broker::amqp::delete_queue(&amqp_url(), q).await;
             }
             for x in [&self.x_in, &self.x_out] {
-                let _ = pitcher::broker::amqp::delete_exchange(&url(), x).await;
+                let _ = pitcher::broker::amqp::delete_exchange(&amqp_url(), x).await;
             }
         });
     }

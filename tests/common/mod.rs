@@ -238,3 +238,37 @@ impl Drop for Remote {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// RabbitMQ on loopback, as the test script starts it.
+pub fn amqp_url() -> url::Url {
+    url::Url::parse("amqp://guest:guest@127.0.0.1/").unwrap()
+}
+
+/// A queue of the test's own, `queue`, bound to all v03 messages of
+/// `exchange` (declared if missing), to read what is published there.
+/// `durable` for one that must outlive a broker restart.
+pub async fn side_consumer(
+    paths: &pitcher::state::Paths,
+    exchange: &str,
+    queue: &str,
+    durable: bool,
+) -> Box<dyn pitcher::broker::Consumer> {
+    let url = amqp_url();
+    let mut p = pitcher::broker::publisher(&url, paths).await.unwrap();
+    p.declare_exchange(exchange).await.unwrap();
+    let mut c = pitcher::broker::consumer(&url, paths, queue).await.unwrap();
+    c.declare_queue(&pitcher::broker::QueueSpec {
+        name: queue.to_string(),
+        bindings: vec![pitcher::broker::Binding {
+            exchange: exchange.into(),
+            topic: "v03.#".into(),
+        }],
+        durable,
+        expire: Some(Duration::from_secs(600)),
+        message_ttl: None,
+        prefetch: 500,
+    })
+    .await
+    .unwrap();
+    c
+}
