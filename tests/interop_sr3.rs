@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{amqp_url, content, side_consumer, tree, wait_until, Env};
+use common::{amqp_url, content, side_consumer, tree, unique, wait_until, Env};
 use pitcher::broker::Consumer;
 use pitcher::message::Message;
 use std::collections::BTreeMap;
@@ -30,18 +30,6 @@ fn sr3_bin(name: &str) -> PathBuf {
         "PITCHER_SR3 is not set: these tests run the real metpx-sr3; run `bash scripts/test.sh`",
     );
     Path::new(&sr3).with_file_name(name)
-}
-
-/// A unique name for this run's exchanges and queues.
-fn unique(tag: &str) -> String {
-    format!(
-        "{tag}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_micros()
-    )
 }
 
 /// An sr3 installation in a throwaway HOME, with its daemons killed on drop.

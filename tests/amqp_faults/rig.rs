@@ -2,7 +2,7 @@
 //! RabbitMQ in a throwaway pitcher installation, `rabbitmqctl` with a
 //! bound on every call, and the checks every test ends with.
 
-use crate::common::{amqp_url, content, side_consumer, wait_until, Env};
+use crate::common::{amqp_url, content, side_consumer, unique, wait_until, Env};
 use pitcher::broker::Consumer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -66,18 +66,6 @@ impl Drop for RabbitRunning {
             eprintln!("could not start RabbitMQ again: {e}");
         }
     }
-}
-
-/// A unique suffix for this run's exchanges and configs.
-fn unique(tag: &str) -> String {
-    format!(
-        "{tag}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_micros()
-    )
 }
 
 /// A watch and a 3-instance sender on RabbitMQ, in a throwaway pitcher

@@ -10,7 +10,7 @@
 //! removes the remote directory.
 
 use super::faults::SmallDisk;
-use crate::common::Env;
+use crate::common::{unique, Env};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -42,15 +42,6 @@ fn remote_owner() -> Option<(String, String)> {
             .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     Some((id("-u")?, id("-g")?))
-}
-
-/// A name unique to this run, for the exchange and the remote directory.
-fn unique(tag: &str) -> String {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_micros())
-        .unwrap_or(0);
-    format!("{tag}_{}_{micros}", std::process::id())
 }
 
 /// The tutorial's configs in an [`Env`], and what to undo at the end.

@@ -272,3 +272,18 @@ pub async fn side_consumer(
     .unwrap();
     c
 }
+
+/// A name no other test, nor another run of the tests, uses: for
+/// exchanges, queues, configs and remote directories.
+pub fn unique(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_micros())
+        .unwrap_or(0);
+    format!(
+        "{tag}_{}_{}_{micros}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
