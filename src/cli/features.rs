@@ -1,7 +1,7 @@
 //! `pitcher features`: what this build can do, as `sr3 features` tells.
 //!
 //! Brokers and transports are not listed from memory: each is asked of the
-//! very factories the flows use (`broker::publisher`, `transfer::for_url`),
+//! very factories the flows use (`broker::publisher`, `transfer::source_for_url`),
 //! and one that answers "not supported" is reported missing. So the list
 //! stays true as schemes are added. A probe that is supported may try to
 //! connect to a closed local port (127.0.0.1:1) and fail at once; that
@@ -33,7 +33,8 @@ async fn broker_present(paths: &Paths, url: &str) -> bool {
 }
 
 fn transport_present(url: &str) -> bool {
-    match crate::transfer::for_url(url) {
+    let opts = crate::transfer::TransportOptions::default();
+    match crate::transfer::source_for_url(url, &opts) {
         Ok(_) => true,
         Err(e) => e.kind() != std::io::ErrorKind::Unsupported,
     }

@@ -119,15 +119,39 @@ pub enum Inflight {
 
 impl Inflight {
     /// The name a file named `name` has while in flight, relative to its
-    /// directory (`Subdir` gives `tmp/name`).
+    /// directory (`Subdir` gives `tmp/name`). A prefix or suffix that would
+    /// make the name longer than file systems take (255 bytes) shortens
+    /// the name instead, keeping a hash of all of it, so the inflight name
+    /// still fits, still matches `*.tmp`-style patterns, and is the same
+    /// on every try: `<start of name>~<8 hex digits><suffix>`.
     pub fn temp_name(&self, name: &str) -> String {
         match self {
             Inflight::None | Inflight::Umask => name.to_string(),
-            Inflight::Suffix(s) => format!("{name}{s}"),
-            Inflight::Prefix(p) => format!("{p}{name}"),
+            Inflight::Suffix(s) => format!("{}{s}", fitted(name, s.len())),
+            Inflight::Prefix(p) => format!("{p}{}", fitted(name, p.len())),
             Inflight::Subdir(d) => format!("{}/{name}", d.trim_end_matches('/')),
         }
     }
+}
+
+/// The longest file name, in bytes.
+const NAME_MAX: usize = 255;
+
+/// `name`, shortened when `extra` more bytes would not fit in NAME_MAX:
+/// its longest start that does (at a character boundary), `~`, and the
+/// FNV-1a hash of the whole name in hex.
+fn fitted(name: &str, extra: usize) -> std::borrow::Cow<'_, str> {
+    if name.len() + extra <= NAME_MAX {
+        return name.into();
+    }
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut keep = NAME_MAX.saturating_sub(extra + 9).min(name.len());
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}~{hash:08x}", &name[..keep]).into()
 }
 
 /// The file events a component acts on (`fileEvents`).
@@ -389,4 +413,28 @@ pub struct Config {
     /// keywords pitcher does not implement, credentials.conf readable by
     /// others, …
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod inflight_tests {
+    use super::*;
+
+    #[test]
+    fn inflight_names_of_long_names_fit_and_stay_the_same() {
+        let suffix = Inflight::Suffix(".tmp".into());
+        assert_eq!(suffix.temp_name("a"), "a.tmp");
+        let long = "é".repeat(127) + "x"; // 255 bytes
+        let t = suffix.temp_name(&long);
+        assert!(t.len() <= 255 && t.ends_with(".tmp"), "{} bytes", t.len());
+        assert_eq!(t, suffix.temp_name(&long), "the same on every try");
+        let other = "é".repeat(127) + "y";
+        assert_ne!(t, suffix.temp_name(&other), "names sharing a start differ");
+        let prefix = Inflight::Prefix(".".into());
+        let t = prefix.temp_name(&long);
+        assert!(t.len() <= 255 && t.starts_with('.'));
+        assert_eq!(
+            prefix.temp_name(&"n".repeat(254)),
+            format!(".{}", "n".repeat(254))
+        );
+    }
 }

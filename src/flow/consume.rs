@@ -199,9 +199,27 @@ pub async fn run(
     Ok(())
 }
 
-/// A message's URL for the log, with any password in its baseUrl hidden.
+/// A message's URL for the log, with any password in its baseUrl hidden
+/// and control characters escaped (a name holding a newline must not
+/// forge a log line).
 fn shown(msg: &Message) -> String {
-    crate::config::redact_text(&msg.url())
+    escape_controls(&crate::config::redact_text(&msg.url()))
+}
+
+/// `text` with control characters written as escapes (`\n`, `\u{1b}`).
+pub(crate) fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// A removal announcement that autoclean caused: its mark's path and the
@@ -373,7 +391,11 @@ fn gather(
                 }
                 Err(e) => {
                     inst.metrics.rejected += 1;
-                    tracing::error!("rejected: {}: {e}", shown(&msg));
+                    tracing::error!(
+                        "refused: {}: {}",
+                        shown(&msg),
+                        escape_controls(&e.to_string())
+                    );
                     pass.acks.push(d.id);
                 }
             }
@@ -568,7 +590,7 @@ async fn finish(
                         tracing::info!(
                             "sent: {} to {} size: {bytes}",
                             shown(&w.msg),
-                            w.dest.path()
+                            escape_controls(&w.dest.path())
                         );
                         if let Some(o) =
                             announcement(cfg, &w.msg, &w.dest.path(), w.old_dest.as_deref())
@@ -579,7 +601,9 @@ async fn finish(
                             clean_source(ac, cfg, &w.msg);
                         }
                     }
-                    Outcome::Skipped(why) => tracing::warn!("skipped: {}: {why}", shown(&w.msg)),
+                    Outcome::Skipped(why) => {
+                        tracing::warn!("skipped: {}: {}", shown(&w.msg), escape_controls(why))
+                    }
                 }
                 if nodupe.is_some() {
                     seen.push(nodupe::entry_for(&w.msg, cfg.nodupe_basis));
@@ -589,12 +613,27 @@ async fn finish(
                     Origin::Retry(id) => pass.retry_done.push(id),
                 }
             }
+            Err(e) if crate::transfer::is_permanent(&e) => {
+                // Retrying cannot change it: one line, and done with it.
+                inst.metrics.rejected += 1;
+                tracing::error!(
+                    "refused: {} to {}: {}",
+                    shown(&w.msg),
+                    escape_controls(&w.dest.path()),
+                    escape_controls(&e.to_string())
+                );
+                match w.origin {
+                    Origin::Delivery(id) => pass.acks.push(id),
+                    Origin::Retry(id) => pass.retry_done.push(id),
+                }
+            }
             Err(e) => {
                 inst.metrics.failed += 1;
                 tracing::error!(
-                    "failed: {} to {}: {e}; queued for retry",
+                    "failed: {} to {}: {}; queued for retry",
                     shown(&w.msg),
-                    w.dest.path()
+                    escape_controls(&w.dest.path()),
+                    escape_controls(&e.to_string())
                 );
                 match w.origin {
                     Origin::Delivery(id) => {

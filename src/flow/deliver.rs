@@ -11,7 +11,7 @@
 use super::filter::{self, Destination};
 use crate::config::{Config, Inflight, Verify};
 use crate::message::Message;
-use crate::transfer::{self, PutMode, Transport, TransportOptions};
+use crate::transfer::{self, refused, At, PutMode, Source, Transport, TransportOptions};
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,7 +44,7 @@ pub enum Direction {
 pub struct Sources {
     opts: TransportOptions,
     credentials: crate::config::Credentials,
-    by_server: Mutex<HashMap<String, Arc<dyn Transport>>>,
+    by_server: Mutex<HashMap<String, Arc<dyn Source>>>,
 }
 
 impl Sources {
@@ -59,30 +59,30 @@ impl Sources {
         }
     }
 
-    /// The transport for a baseUrl and the remote path of `rel` under it.
-    /// `file:/x` reads `/x/rel` here; `sftp://host/dir` reads `dir/rel`
-    /// relative to the login directory (`sftp://host//abs` is absolute), as
-    /// sr3 reads its URLs. `http(s)://host/dir` reads the request path
-    /// `/dir/rel`, each relPath component percent-encoded.
-    fn resolve(&self, base_url: &str, rel: &str) -> io::Result<(Arc<dyn Transport>, String)> {
+    /// The source for a baseUrl, the root it names and the remote path of
+    /// `rel` under that root. `file:/x` reads `/x/rel` here;
+    /// `sftp://host/dir` reads `dir/rel` relative to the login directory
+    /// (`sftp://host//abs` is absolute). `http(s)://host/dir` reads the
+    /// request path `/dir/rel`, each relPath component percent-encoded. A
+    /// baseUrl no source speaks is refused.
+    fn resolve(&self, base_url: &str, rel: &str) -> io::Result<(Arc<dyn Source>, String, String)> {
         let rel = rel.trim_start_matches('/');
         if base_url.starts_with("file:") {
-            let root = transfer::file::root_of(base_url);
-            let path = root.join(rel).to_string_lossy().into_owned();
-            return Ok((self.get_or_make("file:")?, path));
+            let root = transfer::file::root_of(base_url)
+                .to_string_lossy()
+                .into_owned();
+            let path = filter::join(&root, rel);
+            return Ok((self.get_or_make("file:")?, root, path));
         }
-        let url = url::Url::parse(base_url).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("baseUrl {base_url}: {e}"),
-            )
-        })?;
+        let url =
+            url::Url::parse(base_url).map_err(|e| refused(format!("baseUrl {base_url}: {e}")))?;
         if matches!(url.scheme(), "http" | "https") {
             // The server keeps its user:password (for Basic auth; the http
             // transport never shows it).
             let server = &url[..url::Position::BeforePath];
-            let path = transfer::http::remote_path(url.path(), rel);
-            return Ok((self.get_or_make(server)?, path));
+            let root = url.path().to_string();
+            let path = transfer::http::remote_path(&root, rel);
+            return Ok((self.get_or_make(server)?, root, path));
         }
         let server = format!(
             "{}://{}{}",
@@ -95,13 +95,12 @@ impl Sources {
             Some(abs) => format!("/{abs}"),
             None => base.trim_start_matches('/').to_string(),
         };
-        Ok((
-            self.get_or_make(&server)?,
-            filter::join(base.trim_end_matches('/'), rel),
-        ))
+        let root = base.trim_end_matches('/').to_string();
+        let path = filter::join(&root, rel);
+        Ok((self.get_or_make(&server)?, root, path))
     }
 
-    fn get_or_make(&self, server: &str) -> io::Result<Arc<dyn Transport>> {
+    fn get_or_make(&self, server: &str) -> io::Result<Arc<dyn Source>> {
         let mut map = self
             .by_server
             .lock()
@@ -110,7 +109,7 @@ impl Sources {
             return Ok(t.clone());
         }
         let (url, opts) = self.with_credentials(server);
-        let t: Arc<dyn Transport> = Arc::from(transfer::for_url_with(&url, &opts)?);
+        let t: Arc<dyn Source> = Arc::from(transfer::source_for_url(&url, &opts)?);
         map.insert(server.to_string(), t.clone());
         Ok(t)
     }
@@ -157,12 +156,12 @@ pub async fn deliver(
             if !ev.rmdir {
                 return Ok(Outcome::Skipped("rmdir not in fileEvents".into()));
             }
-            t.rmdir(&path).await?;
+            t.rmdir(dest.at(&path)).await?;
         } else {
             if !ev.delete {
                 return Ok(Outcome::Skipped("delete not in fileEvents".into()));
             }
-            t.remove(&path).await?;
+            t.remove(dest.at(&path)).await?;
         }
         return Ok(Outcome::Done(0));
     }
@@ -170,10 +169,10 @@ pub async fn deliver(
         if !ev.link {
             return Ok(Outcome::Skipped("link not in fileEvents".into()));
         }
-        t.mkdirs(&dest.dir, cfg.perm_dir_default).await?;
-        t.symlink(target, &path).await?;
+        t.mkdirs(dest.at(&dest.dir), cfg.perm_dir_default).await?;
+        t.symlink(target, dest.at(&path)).await?;
         if let Some(old) = old_dest.filter(|o| *o != path) {
-            t.remove(old).await?;
+            t.remove(dest.at(old)).await?;
         }
         return Ok(Outcome::Done(0));
     }
@@ -189,7 +188,7 @@ pub async fn deliver(
         let mode = mode_of(msg)
             .filter(|_| cfg.perm_copy)
             .unwrap_or(cfg.perm_dir_default);
-        t.mkdirs(&path, mode).await?;
+        t.mkdirs(dest.at(&path), mode).await?;
         return Ok(Outcome::Done(0));
     }
     if !(ev.create || ev.modify) {
@@ -199,10 +198,10 @@ pub async fn deliver(
     }
     if let Some(old) = old_dest {
         if rename_if_present(t, cfg, old, dest).await? {
-            set_meta(t, cfg, msg, &path).await?;
+            set_meta(t, cfg, msg, dest.at(&path)).await?;
             return Ok(Outcome::Done(0));
         }
-        if already_there(t, msg, &path).await? {
+        if already_there(t, msg, dest.at(&path)).await? {
             // The old name is gone because an earlier rename (of its
             // directory) already brought the file here.
             return Ok(Outcome::Done(0));
@@ -229,14 +228,16 @@ async fn rename_if_present(
     old: &str,
     dest: &Destination,
 ) -> io::Result<bool> {
-    if old == dest.path() {
+    let path = dest.path();
+    if old == path {
         return Ok(false);
     }
-    t.mkdirs(&dest.dir, cfg.perm_dir_default).await?;
-    match t.rename(old, &dest.path()).await {
+    t.mkdirs(dest.at(&dest.dir), cfg.perm_dir_default).await?;
+    match t.rename(dest.at(old), dest.at(&path)).await {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => match t.stat(&dest.path()).await {
+        Err(e) if transfer::is_permanent(&e) => Err(e),
+        Err(e) => match t.stat(dest.at(&path)).await {
             Ok(Some(s)) if s.is_dir => {
                 tracing::warn!(
                     "cannot rename {old} onto existing directory {}: {e}; keeping both",
@@ -251,7 +252,7 @@ async fn rename_if_present(
 
 /// True when `path` already holds the message's file (same size, and same
 /// mtime to the second when the message has one).
-async fn already_there(t: &dyn Transport, msg: &Message, path: &str) -> io::Result<bool> {
+async fn already_there(t: &dyn Transport, msg: &Message, path: At<'_>) -> io::Result<bool> {
     let Some(st) = t.stat(path).await? else {
         return Ok(false);
     };
@@ -283,12 +284,16 @@ async fn copy_file(
 ) -> io::Result<Outcome> {
     let final_path = dest.path();
     let temp = filter::join(&dest.dir, &cfg.inflight.temp_name(&dest.file));
+    let (fin, tmp) = (dest.at(&final_path), dest.at(&temp));
+    let rel = msg.retrieve_path.as_deref().unwrap_or(&msg.rel_path);
     let bytes = match dir {
         Direction::Send => {
+            // The local file, named by the message: never by climbing.
+            At::new("", rel.trim_start_matches('/')).parts()?;
             let Some(local) = filter::local_source(cfg, msg) else {
-                return Ok(Outcome::Skipped(format!(
-                    "cannot tell the local file of baseUrl {}: not file: and no baseDir",
-                    msg.base_url
+                return Err(refused(format!(
+                    "a sender sends local files: baseUrl {} is not file: and there is no baseDir",
+                    crate::config::redact_text(&msg.base_url)
                 )));
             };
             if let Some(why) = unsendable(&local) {
@@ -298,54 +303,56 @@ async fn copy_file(
             let large =
                 cfg.accel_threshold > 0 && msg.size.is_some_and(|s| s >= cfg.accel_threshold);
             if temp == final_path {
-                let n = put(t, &local, &final_path, PutMode::Replace, large, cfg).await?;
-                verify(t, cfg, msg, &local, &final_path, n).await?;
+                let n = put(t, &local, fin, PutMode::Replace, large, cfg).await?;
+                verify(t, cfg, msg, &local, fin, n).await?;
                 n
             } else {
-                let n = put_exclusive(t, &local, &temp, large, cfg).await?;
+                let n = put_exclusive(t, &local, tmp, large, cfg).await?;
                 // Checked under the inflight name: a bad copy never shows
                 // under the final one.
-                if let Err(e) = verify(t, cfg, msg, &local, &temp, n).await {
-                    let _ = t.remove(&temp).await;
+                if let Err(e) = verify(t, cfg, msg, &local, tmp, n).await {
+                    let _ = t.remove(tmp).await;
                     return Err(e);
                 }
-                if let Err(e) = t.rename(&temp, &final_path).await {
+                if let Err(e) = t.rename(tmp, fin).await {
                     // Ours, and complete: remove it so the retry need not
                     // wait for it to go stale.
-                    let _ = t.remove(&temp).await;
+                    let _ = t.remove(tmp).await;
                     return Err(e);
                 }
                 n
             }
         }
         Direction::Download(sources) => {
-            let rel = msg.retrieve_path.as_deref().unwrap_or(&msg.rel_path);
-            let (src, remote) = sources.resolve(&msg.base_url, rel)?;
+            let (src, root, remote) = sources.resolve(&msg.base_url, rel)?;
             make_dirs(t, cfg, dest).await?;
-            if inflight_busy(t, &temp).await? {
+            if inflight_busy(t, tmp).await? {
                 return Err(busy(&temp));
             }
-            let n = match src.get(&remote, Path::new(&temp)).await {
+            // A stale inflight file (or, without inflight, the old copy).
+            t.remove(tmp).await?;
+            let out = t.create(tmp).await?;
+            let n = match src.get(At::new(&root, &remote), out).await {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    let _ = t.remove(&temp).await;
+                    let _ = t.remove(tmp).await;
                     return Ok(Outcome::Skipped(format!(
                         "{remote} is gone from {}",
-                        msg.base_url
+                        crate::config::redact_text(&msg.base_url)
                     )));
                 }
                 Err(e) => {
-                    let _ = t.remove(&temp).await;
+                    let _ = t.remove(tmp).await;
                     return Err(e);
                 }
             };
             if temp != final_path {
-                t.rename(&temp, &final_path).await?;
+                t.rename(tmp, fin).await?;
             }
             n
         }
     };
-    set_meta(t, cfg, msg, &final_path).await?;
+    set_meta(t, cfg, msg, fin).await?;
     Ok(Outcome::Done(bytes))
 }
 
@@ -353,13 +360,15 @@ async fn copy_file(
 /// bytes sent; with `checksum`, its checksum computed there is the
 /// message's identity — when the local file is still the one announced
 /// (else the newer announcement checks the newer content). A mismatch is an
-/// error: the work is retried, never acknowledged as done.
+/// error: the work is retried, never acknowledged as done — unless the
+/// local file itself does not match what the message announced, which no
+/// retry can change: that is refused.
 async fn verify(
     t: &dyn Transport,
     cfg: &Config,
     msg: &Message,
     local: &Path,
-    remote: &str,
+    remote: At<'_>,
     sent: u64,
 ) -> io::Result<()> {
     if cfg.verify_delivery == Verify::Off {
@@ -368,7 +377,7 @@ async fn verify(
     let mismatch = |what: String| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("verification of {remote} failed: {what}"),
+            format!("verification of {} failed: {what}", remote.path),
         )
     };
     match t.stat(remote).await? {
@@ -391,6 +400,14 @@ async fn verify(
             .checksum(remote, &id.method, cfg.checksum_command.as_deref())
             .await?;
         if there != id.value {
+            let here = crate::message::compute_identity(local, &id.method)?.map(|i| i.value);
+            if here.as_deref() != Some(id.value.as_str()) {
+                return Err(refused(format!(
+                    "{} does not match its announced {} identity (the message lies, or the file changed without a new announcement)",
+                    local.display(),
+                    id.method
+                )));
+            }
             return Err(mismatch(format!(
                 "{} there is {there}, announced {}",
                 id.method, id.value
@@ -413,13 +430,10 @@ fn unsendable(local: &PathBuf) -> Option<String> {
 }
 
 async fn make_dirs(t: &dyn Transport, cfg: &Config, dest: &Destination) -> io::Result<()> {
-    t.mkdirs(&dest.dir, cfg.perm_dir_default).await?;
+    t.mkdirs(dest.at(&dest.dir), cfg.perm_dir_default).await?;
     if let Inflight::Subdir(sub) = &cfg.inflight {
-        t.mkdirs(
-            &filter::join(&dest.dir, sub.trim_end_matches('/')),
-            cfg.perm_dir_default,
-        )
-        .await?;
+        let sub = filter::join(&dest.dir, sub.trim_end_matches('/'));
+        t.mkdirs(dest.at(&sub), cfg.perm_dir_default).await?;
     }
     Ok(())
 }
@@ -427,7 +441,7 @@ async fn make_dirs(t: &dyn Transport, cfg: &Config, dest: &Destination) -> io::R
 async fn put(
     t: &dyn Transport,
     local: &Path,
-    remote: &str,
+    remote: At<'_>,
     mode: PutMode,
     large: bool,
     cfg: &Config,
@@ -447,22 +461,22 @@ async fn put(
 async fn put_exclusive(
     t: &dyn Transport,
     local: &Path,
-    temp: &str,
+    temp: At<'_>,
     large: bool,
     cfg: &Config,
 ) -> io::Result<u64> {
     let written = if large {
         if inflight_busy(t, temp).await? {
-            return Err(busy(temp));
+            return Err(busy(temp.path));
         }
         put(t, local, temp, PutMode::Replace, true, cfg).await
     } else {
         match t.put(local, temp, PutMode::CreateNew).await {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 if inflight_busy(t, temp).await? {
-                    return Err(busy(temp));
+                    return Err(busy(temp.path));
                 }
-                tracing::info!("replacing stale inflight file {temp}");
+                tracing::info!("replacing stale inflight file {}", temp.path);
                 t.put(local, temp, PutMode::Replace).await
             }
             other => other,
@@ -475,7 +489,7 @@ async fn put_exclusive(
 }
 
 /// True when `temp` exists and was written to within [`STALE_INFLIGHT`].
-async fn inflight_busy(t: &dyn Transport, temp: &str) -> io::Result<bool> {
+async fn inflight_busy(t: &dyn Transport, temp: At<'_>) -> io::Result<bool> {
     Ok(t.stat(temp)
         .await?
         .and_then(|s| s.mtime)
@@ -491,7 +505,7 @@ fn busy(temp: &str) -> io::Error {
 }
 
 /// Applies the message's mode and times (permCopy, timeCopy).
-async fn set_meta(t: &dyn Transport, cfg: &Config, msg: &Message, path: &str) -> io::Result<()> {
+async fn set_meta(t: &dyn Transport, cfg: &Config, msg: &Message, path: At<'_>) -> io::Result<()> {
     let mode = if cfg.perm_copy {
         mode_of(msg)
     } else {
@@ -532,41 +546,38 @@ mod tests {
 
     #[async_trait]
     impl Transport for FillsUp {
-        async fn mkdirs(&self, dir: &str, mode: u32) -> io::Result<()> {
+        async fn mkdirs(&self, dir: At<'_>, mode: u32) -> io::Result<()> {
             self.0.mkdirs(dir, mode).await
         }
-        async fn put(&self, _local: &Path, remote: &str, _mode: PutMode) -> io::Result<u64> {
-            std::fs::write(remote, b"half")?;
+        async fn put(&self, _local: &Path, remote: At<'_>, _mode: PutMode) -> io::Result<u64> {
+            std::fs::write(remote.path, b"half")?;
             Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 "No space left on device",
             ))
         }
-        async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        async fn rename(&self, from: At<'_>, to: At<'_>) -> io::Result<()> {
             self.0.rename(from, to).await
         }
-        async fn remove(&self, path: &str) -> io::Result<()> {
+        async fn remove(&self, path: At<'_>) -> io::Result<()> {
             self.0.remove(path).await
         }
-        async fn rmdir(&self, path: &str) -> io::Result<()> {
+        async fn rmdir(&self, path: At<'_>) -> io::Result<()> {
             self.0.rmdir(path).await
         }
-        async fn symlink(&self, target: &str, path: &str) -> io::Result<()> {
+        async fn symlink(&self, target: &str, path: At<'_>) -> io::Result<()> {
             self.0.symlink(target, path).await
         }
         async fn setstat(
             &self,
-            path: &str,
+            path: At<'_>,
             mode: Option<u32>,
             times: Option<(SystemTime, SystemTime)>,
         ) -> io::Result<()> {
             self.0.setstat(path, mode, times).await
         }
-        async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>> {
+        async fn stat(&self, path: At<'_>) -> io::Result<Option<RemoteStat>> {
             self.0.stat(path).await
-        }
-        async fn get(&self, remote: &str, local: &Path) -> io::Result<u64> {
-            self.0.get(remote, local).await
         }
     }
 

@@ -52,9 +52,13 @@ pub fn decide<'a>(cfg: &'a Config, url: &str) -> Option<Placement<'a>> {
     }
 }
 
-/// A destination: directory and file name, as `/`-separated text.
+/// A destination: directory and file name, as `/`-separated text, and
+/// the root they lie beneath (the config's `directory`, else
+/// `post_baseDir`; empty for where the transport starts). Every operation
+/// on it is confined beneath that root (see [`crate::transfer::At`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
+    pub root: String,
     pub dir: String,
     pub file: String,
 }
@@ -63,6 +67,11 @@ impl Destination {
     /// `dir/file`.
     pub fn path(&self) -> String {
         join(&self.dir, &self.file)
+    }
+
+    /// `path` (this destination's path, or one beside it) beneath the root.
+    pub fn at<'a>(&'a self, path: &'a str) -> crate::transfer::At<'a> {
+        crate::transfer::At::new(&self.root, path)
     }
 }
 
@@ -132,11 +141,12 @@ pub fn destination(
         }
     }
     let file = parts.pop().unwrap_or_default().to_string();
-    let mut dir = place
+    let root = place
         .directory
         .or(cfg.post_base_dir.as_deref())
         .map(|d| crate::config::expand_time_vars(d, chrono::Local::now()))
         .unwrap_or_default();
+    let mut dir = root.clone();
     let file = if place.mirror || parts.is_empty() {
         if place.mirror && !parts.is_empty() {
             dir = join(&dir, &parts.join("/"));
@@ -150,7 +160,7 @@ pub fn destination(
         file
     };
     let file = place.filename.map(|f| f.to_string()).unwrap_or(file);
-    Ok(Destination { dir, file })
+    Ok(Destination { root, dir, file })
 }
 
 /// The local file a message names: the path in a `file:` baseUrl plus the
@@ -261,6 +271,7 @@ mod tests {
         assert_eq!(
             dest(&c, "tmp/d/sub/a.txt"),
             Destination {
+                root: "".into(),
                 dir: "tmp/d/sub".into(),
                 file: "a.txt".into()
             }

@@ -27,9 +27,6 @@ pub fn transport_options(cfg: &crate::config::Config) -> TransportOptions {
 /// Runs a sender instance until it is asked to stop.
 pub async fn run(inst: Instance) -> anyhow::Result<()> {
     let send_to = inst.cfg.send_to.clone().context("a sender needs sendTo")?;
-    if send_to.starts_with("http:") || send_to.starts_with("https:") {
-        anyhow::bail!("sendTo {send_to}: http(s) is for downloading (subscribe); a sender needs file: or sftp://");
-    }
     let transport = transfer::for_url_with(&send_to, &transport_options(&inst.cfg))?;
     super::consume::run(inst, Arc::from(transport), Direction::Send).await
 }

@@ -1,12 +1,12 @@
 //! The `http://` and `https://` transports: downloads for subscribe.
 //!
 //! A small HTTP/1.1 client, enough to fetch files from a web server the way
-//! sr3 subscribers do: `GET` (and `HEAD` for [`Transport::stat`]) with
+//! sr3 subscribers do: `GET` (and `HEAD` for [`HttpTransport::stat`]) with
 //! `Connection: close`, one TCP connection per request, redirects followed
 //! (at most [`MAX_REDIRECTS`]; never from https down to plain http), the
 //! body streamed to the file as it comes.
-//! Nothing else a [`Transport`] can do makes sense against a web server, so
-//! every other operation fails with `Unsupported`.
+//! It is a [`Source`] only: nothing a destination does makes sense
+//! against a web server.
 //!
 //! * https uses rustls with the aws-lc-rs provider, named explicitly (more
 //!   than one provider is compiled into pitcher, so a process default
@@ -28,11 +28,10 @@
 
 pub mod wire;
 
-use super::{PutMode, RemoteStat, Transport, TransportOptions};
+use super::{At, RemoteStat, Source, TransportOptions};
 use async_trait::async_trait;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::io;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -300,16 +299,6 @@ impl HttpTransport {
             )),
         }
     }
-
-    fn unsupported(&self, op: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "{op} is not possible over {}: (an http server is only downloaded from)",
-                self.origin.scheme()
-            ),
-        )
-    }
 }
 
 /// A failed TLS handshake, with a hint when the server did not speak TLS
@@ -413,44 +402,10 @@ fn http_date(text: &str) -> Option<SystemTime> {
         .map(SystemTime::from)
 }
 
-#[async_trait]
-impl Transport for HttpTransport {
-    async fn mkdirs(&self, _dir: &str, _mode: u32) -> io::Result<()> {
-        Err(self.unsupported("mkdir"))
-    }
-
-    async fn put(&self, _local: &Path, _remote: &str, _mode: PutMode) -> io::Result<u64> {
-        Err(self.unsupported("put"))
-    }
-
-    async fn rename(&self, _from: &str, _to: &str) -> io::Result<()> {
-        Err(self.unsupported("rename"))
-    }
-
-    async fn remove(&self, _path: &str) -> io::Result<()> {
-        Err(self.unsupported("remove"))
-    }
-
-    async fn rmdir(&self, _path: &str) -> io::Result<()> {
-        Err(self.unsupported("rmdir"))
-    }
-
-    async fn symlink(&self, _target: &str, _path: &str) -> io::Result<()> {
-        Err(self.unsupported("symlink"))
-    }
-
-    async fn setstat(
-        &self,
-        _path: &str,
-        _mode: Option<u32>,
-        _times: Option<(SystemTime, SystemTime)>,
-    ) -> io::Result<()> {
-        Err(self.unsupported("setstat"))
-    }
-
+impl HttpTransport {
     /// A `HEAD`: the size from Content-Length, the mtime from
     /// Last-Modified; a path whose final URL ends in `/` is a directory.
-    async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>> {
+    pub async fn stat(&self, path: &str) -> io::Result<Option<RemoteStat>> {
         let resp = self.request("HEAD", path).await?;
         if resp.head.status / 100 != 2 {
             let e = status_error("HEAD", &resp);
@@ -465,11 +420,14 @@ impl Transport for HttpTransport {
             mtime: resp.head.header("last-modified").and_then(http_date),
         }))
     }
+}
 
-    /// A `GET` streamed into `local` (created or truncated only once the
-    /// server answered with success, removed again if the body ends early).
-    async fn get(&self, remote: &str, local: &Path) -> io::Result<u64> {
-        let mut resp = self.request("GET", remote).await?;
+#[async_trait]
+impl Source for HttpTransport {
+    /// A `GET` streamed into `out` once the server answered with success.
+    async fn get(&self, remote: At<'_>, out: std::fs::File) -> io::Result<u64> {
+        remote.parts()?;
+        let mut resp = self.request("GET", remote.path).await?;
         if resp.head.status / 100 != 2 {
             return Err(status_error("GET", &resp));
         }
@@ -478,22 +436,15 @@ impl Transport for HttpTransport {
             .head
             .body_kind(false)
             .map_err(|e| io::Error::new(e.kind(), format!("GET {what}: {e}")))?;
-        let mut file = tokio::fs::File::create(local).await?;
-        let copied = async {
+        let mut file = tokio::fs::File::from_std(out);
+        async {
             let n = wire::copy_body(&mut resp.conn, kind, &mut file, self.timeout).await?;
             file.flush().await?;
             file.sync_all().await?;
             Ok::<u64, io::Error>(n)
         }
-        .await;
-        match copied {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                drop(file);
-                let _ = tokio::fs::remove_file(local).await;
-                Err(io::Error::new(e.kind(), format!("GET {what}: {e}")))
-            }
-        }
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("GET {what}: {e}")))
     }
 }
 

@@ -26,7 +26,7 @@ async fn benchmark_against_sftp_batch_and_scp() {
     for in_flight in [1usize, 16, 64] {
         let t = Arc::new(transport(&h));
         let dir = format!("{rel}/transport-{in_flight}");
-        t.mkdirs(&dir, 0o755).await.expect("mkdirs");
+        t.mkdirs(at(&dir), 0o755).await.expect("mkdirs");
         let started = Instant::now();
         let limit = Arc::new(tokio::sync::Semaphore::new(in_flight));
         let mut tasks = tokio::task::JoinSet::new();
@@ -35,10 +35,13 @@ async fn benchmark_against_sftp_batch_and_scp() {
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore");
                 let name = p.file_name().expect("name").to_string_lossy().into_owned();
-                t.put(&p, &format!("{dir}/{name}.tmp"), PutMode::CreateNew)
+                t.put(&p, at(&format!("{dir}/{name}.tmp")), PutMode::CreateNew)
                     .await?;
-                t.rename(&format!("{dir}/{name}.tmp"), &format!("{dir}/{name}"))
-                    .await
+                t.rename(
+                    at(&format!("{dir}/{name}.tmp")),
+                    at(&format!("{dir}/{name}")),
+                )
+                .await
             });
         }
         while let Some(r) = tasks.join_next().await {
@@ -50,7 +53,7 @@ async fn benchmark_against_sftp_batch_and_scp() {
 
     // Made by the test user: a directory made here as root would not be writable.
     transport(&h)
-        .mkdirs(&format!("{rel}/sftp-b"), 0o755)
+        .mkdirs(at(&format!("{rel}/sftp-b")), 0o755)
         .await
         .expect("mkdirs");
     let batch = local.path().join("batch");
@@ -103,7 +106,7 @@ async fn benchmark_against_sftp_batch_and_scp() {
     );
 
     let started = Instant::now();
-    t.put(&big, &format!("{rel}/big-sftp"), PutMode::Replace)
+    t.put(&big, at(&format!("{rel}/big-sftp")), PutMode::Replace)
         .await
         .expect("put");
     let s = started.elapsed().as_secs_f64();

@@ -26,8 +26,8 @@ async fn put_by_sftp_and_scp(h: &Harness, url: &str, tag: &str, data: &[u8]) {
     let (rel, abs) = scratch(h, tag);
     let local = tempfile::tempdir().expect("tempdir");
     let f = local_file(local.path(), "f", data);
-    t.mkdirs(&rel, 0o755).await.expect("mkdirs");
-    t.put(&f, &format!("{rel}/f"), PutMode::Replace)
+    t.mkdirs(at(&rel), 0o755).await.expect("mkdirs");
+    t.put(&f, at(&format!("{rel}/f")), PutMode::Replace)
         .await
         .expect("put");
     t.put_accelerated(&f, &format!("{rel}/g"), "/usr/bin/scp %s %d")
@@ -186,7 +186,7 @@ async fn deliveries_resume_after_sshd_is_killed_and_restarted_mid_run() {
     let t = Arc::new(transport(&h));
     let (rel, abs) = scratch(&h, "restart");
     let local = tempfile::tempdir().expect("tempdir");
-    t.mkdirs(&rel, 0o755).await.expect("mkdirs");
+    t.mkdirs(at(&rel), 0o755).await.expect("mkdirs");
     let first_ctl = t.control_socket().await.expect("connected");
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -211,8 +211,8 @@ async fn deliveries_resume_after_sshd_is_killed_and_restarted_mid_run() {
             for _ in 0..100 {
                 let tmp = format!("{rel}/f{i}.tmp");
                 let r = async {
-                    t.put(&f, &tmp, PutMode::Replace).await?;
-                    t.rename(&tmp, &format!("{rel}/f{i}")).await
+                    t.put(&f, at(&tmp), PutMode::Replace).await?;
+                    t.rename(at(&tmp), at(&format!("{rel}/f{i}"))).await
                 }
                 .await;
                 match r {

@@ -136,3 +136,21 @@ pub fn sha256sum(p: &Path) -> String {
         .unwrap_or("")
         .to_string()
 }
+
+/// `path` as a destination path: beneath the login directory when
+/// relative, beneath `/` when absolute.
+pub fn at(path: &str) -> pitcher::transfer::At<'_> {
+    let root = if path.starts_with('/') { "/" } else { "" };
+    pitcher::transfer::At::new(root, path)
+}
+
+/// Downloads `remote` into a new local file, as subscribe does.
+pub async fn fetch(t: &SftpTransport, remote: &str, local: &Path) -> std::io::Result<u64> {
+    use pitcher::transfer::Source;
+    let out = std::fs::File::create(local)?;
+    let r = t.get(at(remote), out).await;
+    if r.is_err() {
+        let _ = std::fs::remove_file(local);
+    }
+    r
+}

@@ -3,9 +3,21 @@
 
 use super::*;
 use base64::Engine;
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// Downloads `remote` into a new file `local` as subscribe does: the
+/// file is removed again when the download fails.
+async fn fetch(t: &HttpTransport, remote: &str, local: &Path) -> io::Result<u64> {
+    let out = std::fs::File::create(local)?;
+    let r = t.get(At::new("/", remote), out).await;
+    if r.is_err() {
+        let _ = std::fs::remove_file(local);
+    }
+    r
+}
 
 /// A server on 127.0.0.1 answering its n-th connection with `responses[n]`
 /// (`{port}` replaced by its port), then closing; it returns the request
@@ -94,8 +106,7 @@ async fn a_content_length_body_arrives_and_the_request_is_plain_http_1_1() {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("f");
     let t = transport(&format!("http://127.0.0.1:{port}/ignored/"));
-    let n = t
-        .get(&remote_path("/data", "a b/#1.txt"), &local)
+    let n = fetch(&t, &remote_path("/data", "a b/#1.txt"), &local)
         .await
         .unwrap();
     assert_eq!(n, 11);
@@ -129,9 +140,9 @@ async fn chunked_and_read_to_close_bodies_arrive_whole() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let t = transport(&format!("http://127.0.0.1:{port}/"));
-    assert_eq!(t.get("/c", &dir.path().join("c")).await.unwrap(), 7);
+    assert_eq!(fetch(&t, "/c", &dir.path().join("c")).await.unwrap(), 7);
     assert_eq!(std::fs::read(dir.path().join("c")).unwrap(), b"abcdefg");
-    assert_eq!(t.get("/e", &dir.path().join("e")).await.unwrap(), 13);
+    assert_eq!(fetch(&t, "/e", &dir.path().join("e")).await.unwrap(), 13);
     assert_eq!(
         std::fs::read(dir.path().join("e")).unwrap(),
         b"until the end"
@@ -148,7 +159,9 @@ async fn redirects_are_followed_relative_and_absolute_with_credentials() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let t = transport(&format!("http://bob:p%40ss@127.0.0.1:{port}/"));
-    let n = t.get("/dir/start", &dir.path().join("f")).await.unwrap();
+    let n = fetch(&t, "/dir/start", &dir.path().join("f"))
+        .await
+        .unwrap();
     assert_eq!(n, 7);
     let reqs = server.await.unwrap();
     assert!(reqs[1].starts_with("GET /dir/moved/here "), "{}", reqs[1]);
@@ -169,7 +182,7 @@ async fn credentials_are_not_sent_to_another_server_after_a_redirect() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let t = transport(&format!("http://bob:secret@127.0.0.1:{port}/"));
-    t.get("/f", &dir.path().join("f")).await.unwrap();
+    fetch(&t, "/f", &dir.path().join("f")).await.unwrap();
     let req = &other_server.await.unwrap()[0];
     assert!(!req.contains("Authorization"), "{req}");
 }
@@ -180,7 +193,7 @@ async fn a_redirect_loop_stops_after_five_and_leaves_no_file() {
     let (port, server) = serve(vec![hop; MAX_REDIRECTS + 2]).await;
     let dir = tempfile::tempdir().unwrap();
     let t = transport(&format!("http://127.0.0.1:{port}/"));
-    let e = t.get("/loop", &dir.path().join("f")).await.unwrap_err();
+    let e = fetch(&t, "/loop", &dir.path().join("f")).await.unwrap_err();
     assert!(e.to_string().contains("more than 5 redirects"), "{e}");
     assert!(!dir.path().join("f").exists());
     drop(t);
@@ -199,19 +212,19 @@ async fn not_found_and_gone_are_not_found_and_other_statuses_name_themselves() {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("f");
     let t = transport(&format!("http://u:hunter2@127.0.0.1:{port}/"));
-    let e = t.get("/a", &local).await.unwrap_err();
+    let e = fetch(&t, "/a", &local).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound);
     assert!(e.to_string().contains("HTTP 404 Not Found"), "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
-    let e = t.get("/b", &local).await.unwrap_err();
+    let e = fetch(&t, "/b", &local).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::NotFound);
-    let e = t.get("/c", &local).await.unwrap_err();
+    let e = fetch(&t, "/c", &local).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::Other);
     assert!(
         e.to_string().contains("HTTP 500 Internal Server Error"),
         "{e}"
     );
-    let e = t.get("/d", &local).await.unwrap_err();
+    let e = fetch(&t, "/d", &local).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
     assert!(!local.exists(), "an error response must not leave a file");
 }
@@ -225,7 +238,7 @@ async fn a_body_cut_short_is_an_error_and_the_partial_file_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("f");
     let t = transport(&format!("http://127.0.0.1:{port}/"));
-    let e = t.get("/short", &local).await.unwrap_err();
+    let e = fetch(&t, "/short", &local).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     assert!(e.to_string().contains("after 9 of 100 bytes"), "{e}");
     assert!(!local.exists());
@@ -250,23 +263,17 @@ async fn stat_is_a_head_with_size_and_mtime_and_absent_is_none() {
     assert!(server.await.unwrap()[0].starts_with("HEAD /f HTTP/1.1\r\n"));
 }
 
-#[tokio::test]
-async fn every_operation_but_get_and_stat_is_unsupported() {
-    let t = transport("http://127.0.0.1:9/");
-    let p = Path::new("/nonexistent");
-    let errs = [
-        t.mkdirs("/d", 0o755).await.unwrap_err(),
-        t.put(p, "/f", PutMode::Replace).await.unwrap_err(),
-        t.rename("/a", "/b").await.unwrap_err(),
-        t.remove("/a").await.unwrap_err(),
-        t.rmdir("/a").await.unwrap_err(),
-        t.symlink("/a", "/b").await.unwrap_err(),
-        t.setstat("/a", Some(0o644), None).await.unwrap_err(),
-    ];
-    for e in errs {
-        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
-        assert!(e.to_string().contains("only downloaded from"), "{e}");
-    }
+#[test]
+fn an_http_url_is_a_source_never_a_destination() {
+    let e = crate::transfer::for_url("http://127.0.0.1:9/")
+        .err()
+        .expect("http is no destination");
+    assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    assert!(e.to_string().contains("for downloading"), "{e}");
+    assert!(
+        crate::transfer::source_for_url("http://127.0.0.1:9/", &opts(Duration::from_secs(1)))
+            .is_ok()
+    );
 }
 
 /// A server on loopback that accepts one connection and says nothing for
@@ -292,7 +299,7 @@ async fn a_server_that_never_answers_times_out() {
     let (t, hold) = silent_server("http").await;
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let e = t.get("/slow", &dir.path().join("f")).await.unwrap_err();
+    let e = fetch(&t, "/slow", &dir.path().join("f")).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
     hold.abort();
@@ -315,7 +322,7 @@ async fn https_to_a_plain_http_port_fails_with_a_tls_error() {
     });
     let dir = tempfile::tempdir().unwrap();
     let t = transport(&format!("https://127.0.0.1:{port}/"));
-    let e = t.get("/f", &dir.path().join("f")).await.unwrap_err();
+    let e = fetch(&t, "/f", &dir.path().join("f")).await.unwrap_err();
     assert!(e.to_string().contains("TLS handshake failed"), "{e}");
     assert!(e.to_string().contains("is this an https server?"), "{e}");
     assert!(!dir.path().join("f").exists());
@@ -325,7 +332,7 @@ async fn https_to_a_plain_http_port_fails_with_a_tls_error() {
 async fn https_to_a_server_that_stays_silent_times_out_naming_tls() {
     let (t, hold) = silent_server("https").await;
     let dir = tempfile::tempdir().unwrap();
-    let e = t.get("/f", &dir.path().join("f")).await.unwrap_err();
+    let e = fetch(&t, "/f", &dir.path().join("f")).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     assert!(e.to_string().contains("TLS handshake failed"), "{e}");
     hold.abort();
@@ -339,7 +346,7 @@ async fn connection_refused_is_a_clear_error() {
     };
     let dir = tempfile::tempdir().unwrap();
     let t = transport(&format!("http://127.0.0.1:{port}/"));
-    let e = t.get("/f", &dir.path().join("f")).await.unwrap_err();
+    let e = fetch(&t, "/f", &dir.path().join("f")).await.unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
     assert!(e.to_string().contains("cannot connect"), "{e}");
 }

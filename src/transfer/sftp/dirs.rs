@@ -1,57 +1,84 @@
-//! The remote directories one connection knows to exist, so that sending
-//! many files into the same few directories costs one `stat` per directory
-//! rather than one per file (a round trip saved on every small file).
+//! The remote directories one connection has resolved beneath a root, so
+//! that sending many files into the same few directories costs one
+//! `realpath` per directory rather than several round trips per file.
 //!
-//! What could make a remembered directory false is forgotten: an `rmdir`
-//! or a rename through this connection forgets the path and everything
-//! below it; a write that finds its directory missing (removed by someone
-//! else) forgets everything, so the retry makes it again. A new connection
-//! starts empty.
+//! Each entry maps a directory as asked (the canonical root joined with
+//! the message's components) to its canonical path, which was checked to
+//! lie beneath the root when it was made or resolved. Operations then act
+//! on the canonical path, so a stale entry can only ever point at a
+//! directory that was beneath the root.
+//!
+//! What could make an entry false is forgotten: an `rmdir` or a rename
+//! through this connection forgets every entry whose path as asked or
+//! canonical path is at or below it; a write that finds its directory
+//! missing forgets everything, so the retry resolves again. A new
+//! connection starts empty.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// More than this many remembered directories and the set starts over:
 /// the memory stays bounded however many directories a sender serves.
 const MAX_KNOWN: usize = 1024;
 
-/// Directories known to exist on the server, by absolute or login-relative
-/// path without a trailing `/`.
 #[derive(Default)]
-pub struct KnownDirs(Mutex<HashSet<String>>);
+struct Known {
+    /// Canonical roots, by the root text a config gives.
+    roots: HashMap<String, PathBuf>,
+    /// Canonical directories, by the path as asked.
+    dirs: HashMap<PathBuf, PathBuf>,
+}
+
+/// Directories known to exist on the server, beneath their roots.
+#[derive(Default)]
+pub struct KnownDirs(Mutex<Known>);
 
 impl KnownDirs {
-    /// True when `dir` was made or seen on this connection and not forgotten.
-    pub fn contains(&self, dir: &str) -> bool {
-        self.0.lock().is_ok_and(|s| s.contains(dir))
+    /// The canonical path of the root `root` (a config's directory text).
+    pub fn root(&self, root: &str) -> Option<PathBuf> {
+        self.0.lock().ok()?.roots.get(root).cloned()
     }
 
-    /// Remembers that `dir` exists.
-    pub fn insert(&self, dir: &str) {
-        if let Ok(mut s) = self.0.lock() {
-            if s.len() >= MAX_KNOWN {
-                s.clear();
+    /// Remembers the canonical path of the root `root`.
+    pub fn insert_root(&self, root: &str, canonical: &Path) {
+        if let Ok(mut k) = self.0.lock() {
+            if k.roots.len() >= MAX_KNOWN {
+                k.roots.clear();
             }
-            s.insert(dir.to_string());
+            k.roots.insert(root.to_string(), canonical.to_path_buf());
         }
     }
 
-    /// Forgets `path` and every directory below it.
-    pub fn forget_under(&self, path: &str) {
-        let path = path.trim_end_matches('/');
-        if let Ok(mut s) = self.0.lock() {
-            s.retain(|d| {
-                !(d == path
-                    || d.strip_prefix(path)
-                        .is_some_and(|rest| rest.starts_with('/')))
-            });
+    /// The canonical path of `asked`, when known.
+    pub fn get(&self, asked: &Path) -> Option<PathBuf> {
+        self.0.lock().ok()?.dirs.get(asked).cloned()
+    }
+
+    /// Remembers that `asked` is the directory `canonical`.
+    pub fn insert(&self, asked: &Path, canonical: &Path) {
+        if let Ok(mut k) = self.0.lock() {
+            if k.dirs.len() >= MAX_KNOWN {
+                k.dirs.clear();
+            }
+            k.dirs.insert(asked.to_path_buf(), canonical.to_path_buf());
         }
     }
 
-    /// Forgets every directory.
+    /// Forgets every directory at or below `path`, as asked or canonical.
+    pub fn forget_under(&self, path: &Path) {
+        if let Ok(mut k) = self.0.lock() {
+            k.dirs
+                .retain(|asked, canon| !(asked.starts_with(path) || canon.starts_with(path)));
+            k.roots.retain(|_, canon| !canon.starts_with(path));
+        }
+    }
+
+    /// Forgets every directory and root.
     pub fn forget_all(&self) {
-        if let Ok(mut s) = self.0.lock() {
-            s.clear();
+        if let Ok(mut k) = self.0.lock() {
+            k.dirs.clear();
+            k.roots.clear();
         }
     }
 }
@@ -61,26 +88,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_removed_directory_is_forgotten_with_everything_below_it() {
+    fn a_removed_directory_is_forgotten_with_everything_resolved_below_it() {
         let k = KnownDirs::default();
-        for d in ["/r/a", "/r/a/b", "/r/ab", "/r/c"] {
-            k.insert(d);
-        }
-        k.forget_under("/r/a/");
-        assert!(!k.contains("/r/a") && !k.contains("/r/a/b"));
-        assert!(k.contains("/r/ab"), "a sibling sharing a prefix stays");
-        assert!(k.contains("/r/c"));
+        let p = Path::new;
+        k.insert(p("/r/a"), p("/r/a"));
+        k.insert(p("/r/a/b"), p("/r/a/b"));
+        k.insert(p("/r/ab"), p("/r/ab"));
+        k.insert(p("/r/link"), p("/r/a/c"));
+        k.insert(p("/r/c"), p("/r/c"));
+        k.forget_under(p("/r/a"));
+        assert!(k.get(p("/r/a")).is_none() && k.get(p("/r/a/b")).is_none());
+        assert!(
+            k.get(p("/r/link")).is_none(),
+            "a link that resolved below it goes too"
+        );
+        assert!(
+            k.get(p("/r/ab")).is_some(),
+            "a sibling sharing a prefix stays"
+        );
+        assert_eq!(k.get(p("/r/c")), Some(PathBuf::from("/r/c")));
+        k.insert_root("dest", p("/home/u/dest"));
         k.forget_all();
-        assert!(!k.contains("/r/c"));
+        assert!(k.get(p("/r/c")).is_none() && k.root("dest").is_none());
     }
 
     #[test]
     fn the_set_starts_over_instead_of_growing_without_bound() {
         let k = KnownDirs::default();
         for i in 0..=MAX_KNOWN {
-            k.insert(&format!("/d{i}"));
+            let d = PathBuf::from(format!("/d{i}"));
+            k.insert(&d, &d);
         }
-        assert!(k.contains(&format!("/d{MAX_KNOWN}")));
-        assert!(!k.contains("/d0"));
+        assert!(k.get(Path::new(&format!("/d{MAX_KNOWN}"))).is_some());
+        assert!(k.get(Path::new("/d0")).is_none());
     }
 }

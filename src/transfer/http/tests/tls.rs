@@ -5,6 +5,7 @@
 use super::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
 
 /// A self-signed certificate and its key for 127.0.0.1, or `None` without
 /// openssl.
@@ -89,12 +90,11 @@ async fn https_downloads_from_a_trusted_server_and_refuses_an_untrusted_one() {
     roots.add(cert).unwrap();
     let trusting = transport(&url).with_tls_config(tls_config(roots).unwrap());
     let local = dir.path().join("f");
-    assert_eq!(trusting.get("/f", &local).await.unwrap(), 8);
+    assert_eq!(fetch(&trusting, "/f", &local).await.unwrap(), 8);
     assert_eq!(std::fs::read(&local).unwrap(), b"over tls");
 
     // With the system's roots, a self-signed certificate is refused.
-    let e = transport(&url)
-        .get("/f", &dir.path().join("g"))
+    let e = fetch(&transport(&url), "/f", &dir.path().join("g"))
         .await
         .unwrap_err();
     let text = e.to_string();
