@@ -12,6 +12,10 @@
 #                 through to_json and have a topic of at most 255 bytes
 #   topic_match   AMQP binding pattern vs topic: agrees with a reference
 #                 matcher, never slow
+#   placement     arbitrary bytes as a sequence of hostile messages (links,
+#                 renames, removes, `..`, long names) delivered by the
+#                 sender and subscribe into a file: tree: nothing outside
+#                 the destination changes (fuzz/common/placement.rs)
 #
 # seconds defaults to 60. The grown corpus goes to fuzz/corpus/<target>
 # (not committed), started from the committed seeds in fuzz/seeds/<target>;

@@ -409,7 +409,7 @@ fn gather(
 
 /// The destination of an accepted message (and of its rename's old name),
 /// `None` when a mask rejects it.
-fn place(
+pub fn place(
     cfg: &Config,
     msg: &Message,
 ) -> Result<Option<(Destination, Option<String>)>, filter::PlacementError> {

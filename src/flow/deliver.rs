@@ -171,7 +171,7 @@ pub async fn deliver(
         }
         t.mkdirs(dest.at(&dest.dir), cfg.perm_dir_default).await?;
         t.symlink(target, dest.at(&path)).await?;
-        if let Some(old) = old_dest.filter(|o| *o != path) {
+        if let Some(old) = old_dest.filter(|o| *o != path && dest.at(o).parts().is_ok()) {
             t.remove(dest.at(old)).await?;
         }
         return Ok(Outcome::Done(0));
@@ -229,7 +229,8 @@ async fn rename_if_present(
     dest: &Destination,
 ) -> io::Result<bool> {
     let path = dest.path();
-    if old == path {
+    if old == path || dest.at(old).parts().is_err() {
+        // Not beneath this root: nothing to rename here.
         return Ok(false);
     }
     t.mkdirs(dest.at(&dest.dir), cfg.perm_dir_default).await?;
