@@ -33,7 +33,8 @@ const CONCURRENCY: usize = 32;
 #[derive(Debug, Clone, Copy)]
 enum Origin {
     Delivery(u64),
-    Retry(i64),
+    /// A retry item, with the attempts it has failed already.
+    Retry(i64, u32),
 }
 
 /// One accepted message with its destination.
@@ -469,7 +470,7 @@ fn take_retries(cfg: &Config, retry: &RetryQueue, pass: &mut Pass) {
             .and_then(|m| place(cfg, &m).ok().flatten().map(|p| (m, p)));
         match placed {
             Some((msg, (dest, old_dest))) => pass.work.push(Work {
-                origin: Origin::Retry(it.id),
+                origin: Origin::Retry(it.id, it.attempts),
                 msg,
                 body: it.body,
                 exchange: it.exchange,
@@ -610,7 +611,7 @@ async fn finish(
                 }
                 match w.origin {
                     Origin::Delivery(id) => pass.acks.push(id),
-                    Origin::Retry(id) => pass.retry_done.push(id),
+                    Origin::Retry(id, _) => pass.retry_done.push(id),
                 }
             }
             Err(e) if crate::transfer::is_permanent(&e) => {
@@ -624,7 +625,7 @@ async fn finish(
                 );
                 match w.origin {
                     Origin::Delivery(id) => pass.acks.push(id),
-                    Origin::Retry(id) => pass.retry_done.push(id),
+                    Origin::Retry(id, _) => pass.retry_done.push(id),
                 }
             }
             Err(e) => {
@@ -646,7 +647,19 @@ async fn finish(
                         ));
                         failed_ids.push(id);
                     }
-                    Origin::Retry(id) => {
+                    Origin::Retry(id, attempts)
+                        if cfg.retry_count_max > 0 && attempts >= cfg.retry_count_max =>
+                    {
+                        tracing::error!(
+                            "given up: {} after {} attempts (retryCountMax {}): {}",
+                            shown(&w.msg),
+                            attempts + 1,
+                            cfg.retry_count_max,
+                            escape_controls(&e.to_string())
+                        );
+                        pass.retry_done.push(id);
+                    }
+                    Origin::Retry(id, _) => {
                         if let Err(e) = retry.failed_again(id, &e.to_string()) {
                             tracing::error!("retry queue: {e}");
                         }
@@ -678,7 +691,7 @@ async fn finish(
                     pass.acks.retain(|a| *a != id);
                     pass.requeue.push(id);
                 }
-                Origin::Retry(id) => pass.retry_done.retain(|r| *r != id),
+                Origin::Retry(id, _) => pass.retry_done.retain(|r| *r != id),
             }
         }
     }

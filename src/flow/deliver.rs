@@ -237,7 +237,6 @@ async fn rename_if_present(
     match t.rename(dest.at(old), dest.at(&path)).await {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) if transfer::is_permanent(&e) => Err(e),
         Err(e) => match t.stat(dest.at(&path)).await {
             Ok(Some(s)) if s.is_dir => {
                 tracing::warn!(

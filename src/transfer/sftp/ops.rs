@@ -71,6 +71,13 @@ async fn metadata(
     }
 }
 
+/// True when `p` is a directory (not through a final symlink).
+async fn is_dir_at(c: &Connection, p: &Path) -> bool {
+    metadata(c, p, false)
+        .await
+        .is_ok_and(|m| m.as_ref().is_some_and(is_dir))
+}
+
 fn is_dir(m: &MetaData) -> bool {
     m.file_type().is_some_and(|t| t.is_dir())
 }
@@ -507,9 +514,15 @@ impl Transport for SftpTransport {
                 // Plain SSH_FXP_RENAME will not replace: clear the way (not atomic).
                 absent_is_ok(fs.remove_file(&b).await).map_err(|f| c.fail(f, &what))?;
             }
-            fs.rename(&a, &b)
-                .await
-                .map_err(|e| c.fail(Failure::of(e), &what))
+            match fs.rename(&a, &b).await.map_err(Failure::of) {
+                Ok(()) => Ok(()),
+                // A file onto a directory fails the same way every time.
+                Err(f) if f.is_generic_failure() && is_dir_at(&c, &b).await => Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    format!("{what}: {} is a directory", b.display()),
+                )),
+                Err(f) => Err(c.fail(f, &what)),
+            }
         })
         .await
     }
