@@ -275,9 +275,19 @@ fn a_malformed_message_is_set_aside_and_the_flow_goes_on() {
 fn failed_sends_wait_in_the_retry_queue_across_a_restart_then_arrive() {
     let env = Env::new();
     env.hot_directory(1, "");
-    // A regular file where a destination directory must go: mkdir fails
-    // (ENOTDIR), even for root.
-    std::fs::write(env.dest.join("blocked"), b"in the way").unwrap();
+    // An immutable destination directory: creating files in it fails
+    // (EPERM), even for root, until an operator thaws it.
+    let blocked = env.dest.join("blocked");
+    std::fs::create_dir(&blocked).unwrap();
+    let chattr = |flag: &str| {
+        let ok = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&blocked)
+            .status()
+            .expect("chattr");
+        assert!(ok.success(), "chattr {flag} failed");
+    };
+    chattr("+i");
     env.ok(&["start"]);
     std::fs::create_dir_all(env.hot.join("blocked")).unwrap();
     let mut expected = BTreeMap::new();
@@ -303,7 +313,7 @@ fn failed_sends_wait_in_the_retry_queue_across_a_restart_then_arrive() {
     );
     env.ok(&["stop"]);
     assert!(retry(&env) >= 20, "retries did not survive the stop");
-    std::fs::remove_file(env.dest.join("blocked")).unwrap();
+    chattr("-i");
     env.ok(&["start"]);
     assert_delivered(&env, &expected, LIMIT);
     assert!(

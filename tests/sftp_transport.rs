@@ -581,7 +581,7 @@ async fn a_name_of_255_bytes_arrives_and_one_of_256_is_refused() {
     t.put(&f, at(&format!("{rel}/{name}")), PutMode::CreateNew)
         .await
         .expect("sftp put of 255 bytes");
-    let big = format!("{name}");
+    let big = name.clone();
     let sub = format!("{rel}/scp");
     t.mkdirs(at(&sub), 0o755).await.expect("mkdirs");
     t.put_large(&f, at(&format!("{sub}/{big}")), "/usr/bin/scp %s %d")

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The chaos suite: files flow watch -> local: -> sender -> file: while every
 # kind of pitcher process is killed -9 at random moments and the destination
-# turns unwritable (a file in the way of a directory) or full (a tmpfs of
+# turns unwritable (an immutable directory, chattr +i) or full (a tmpfs of
 # its own filled up); a cron-like `pitcher sanity` runs every 2 s. At the
 # end: every file present and whole, no .tmp left, retry queues empty, and
 # the figures: files, lost, corrupt, duplicates, time to drain.

@@ -326,7 +326,9 @@ async fn copy_file(
         Direction::Download(sources) => {
             let (src, root, remote) = sources.resolve(&msg.base_url, rel)?;
             make_dirs(t, cfg, dest).await?;
-            if inflight_busy(t, tmp).await? {
+            // Without an inflight name there is no telling another
+            // writer's file from the old copy: it is simply replaced.
+            if temp != final_path && inflight_busy(t, tmp).await? {
                 return Err(busy(&temp));
             }
             // A stale inflight file (or, without inflight, the old copy).
@@ -488,10 +490,12 @@ async fn put_exclusive(
     written
 }
 
-/// True when `temp` exists and was written to within [`STALE_INFLIGHT`].
+/// True when `temp` exists, is not a directory, and was written to within
+/// [`STALE_INFLIGHT`].
 async fn inflight_busy(t: &dyn Transport, temp: At<'_>) -> io::Result<bool> {
     Ok(t.stat(temp)
         .await?
+        .filter(|s| !s.is_dir)
         .and_then(|s| s.mtime)
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .is_some_and(|age| age < STALE_INFLIGHT))

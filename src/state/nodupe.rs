@@ -70,6 +70,26 @@ impl NodupeCache {
         stmt.exists(params![path, key, cutoff])
     }
 
+    /// When (key, path) was recorded within the ttl, for saying why a
+    /// duplicate is dropped: how long ago, and whether another key was
+    /// recorded at `path` since (the content changed and changed back).
+    pub fn recorded(&self, key: &str, path: &str) -> rusqlite::Result<Option<Recorded>> {
+        let now = sqlite::now();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT s.at, EXISTS (SELECT 1 FROM seen_by_path o WHERE o.path = ?1
+             AND o.key != ?2 AND o.at >= s.at)
+             FROM seen_by_path s WHERE s.path = ?1 AND s.key = ?2 AND s.at >= ?3",
+        )?;
+        let mut rows = stmt.query(params![path, key, now - self.ttl])?;
+        match rows.next()? {
+            Some(r) => Ok(Some(Recorded {
+                age: Duration::from_secs_f64((now - r.get::<_, f64>(0)?).max(0.0)),
+                changed_since: r.get(1)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
     /// Records that these (key, path) pairs were handled now. A removal
     /// forgets every earlier entry of its path, so a file deleted and then
     /// written again with the same content is not taken for a duplicate.
@@ -101,6 +121,15 @@ impl NodupeCache {
             params![sqlite::now() - self.ttl],
         )
     }
+}
+
+/// A (key, path) found in the cache by [`NodupeCache::recorded`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recorded {
+    /// How long ago it was recorded.
+    pub age: Duration,
+    /// Another key was recorded at its path since.
+    pub changed_since: bool,
 }
 
 /// What nodupe remembers of one handled message.
@@ -177,6 +206,22 @@ mod tests {
             !c.is_duplicate("sha512,abc", "a/b").unwrap(),
             "re-created after removal"
         );
+    }
+
+    #[test]
+    fn recorded_tells_how_long_ago_and_whether_the_path_changed_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = NodupeCache::open(&dir.path().join("n.db"), Duration::from_secs(300)).unwrap();
+        assert_eq!(c.recorded("sha512,a", "p").unwrap(), None);
+        c.record(&[entry("sha512,a", "p", false)]).unwrap();
+        let r = c.recorded("sha512,a", "p").unwrap().unwrap();
+        assert!(r.age < Duration::from_secs(5), "{r:?}");
+        assert!(!r.changed_since);
+        std::thread::sleep(Duration::from_millis(5));
+        c.record(&[entry("sha512,b", "p", false)]).unwrap();
+        assert!(c.recorded("sha512,a", "p").unwrap().unwrap().changed_since);
+        assert!(!c.recorded("sha512,b", "p").unwrap().unwrap().changed_since);
+        assert_eq!(c.recorded("sha512,a", "q").unwrap(), None);
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub enum Fault {
     KillWatch,
     /// kill -9 of a sender instance.
     KillSender,
-    /// A regular file where the sender must make a directory (ENOTDIR,
-    /// even for root), removed when healed.
+    /// The next directory the sender needs made immutable (EPERM, even
+    /// for root), thawed when healed.
     DestUnwritable,
     /// The destination file system filled up (a tmpfs of its own), freed
     /// when healed.
@@ -156,6 +156,8 @@ fn ssh_masters(sender_state: &Path) -> Vec<i32> {
 pub enum Undo {
     Nothing,
     Remove(PathBuf),
+    /// `chattr -i` the directory.
+    Thaw(PathBuf),
     Hook(PathBuf),
     StartSshd,
     RestoreNetwork,
@@ -205,21 +207,19 @@ pub fn inject(f: &Fault, t: &Target, rng: &mut Rng) -> (String, Undo) {
             (line, Undo::StartRabbit)
         }
         Fault::DestUnwritable => {
-            // The next directory the sender will need.
+            // The next directory the sender will need, made immutable: no
+            // one (root included) can create files in it until it is
+            // thawed. A permission problem an operator fixes: transient.
             let mut k = t.fed_dir + 1;
             while t.dest.join(format!("d{k:03}")).exists() {
                 k += 1;
             }
             let p = t.dest.join(format!("d{k:03}"));
-            match std::fs::write(&p, b"in the way") {
-                Ok(()) => (
-                    format!("{} blocked by a file", p.display()),
-                    Undo::Remove(p),
-                ),
+            match freeze(&p, &t.dest) {
+                Ok(()) => (format!("{} made immutable", p.display()), Undo::Thaw(p)),
                 Err(e) => {
-                    // (Created but not written, on a full disk: not left behind.)
-                    let _ = std::fs::remove_file(&p);
-                    (format!("cannot block {}: {e}", p.display()), Undo::Nothing)
+                    let _ = std::fs::remove_dir(&p);
+                    (format!("cannot freeze {}: {e}", p.display()), Undo::Nothing)
                 }
             }
         }
@@ -258,6 +258,23 @@ fn fill(p: &Path) -> u64 {
     n
 }
 
+/// Makes the directory `p` (owned like `like`) and sets its immutable
+/// attribute.
+pub fn freeze(p: &Path, like: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir(p)?;
+    let m = std::fs::metadata(like)?;
+    std::os::unix::fs::chown(p, Some(m.uid()), Some(m.gid()))?;
+    let out = Command::new("chattr").arg("+i").arg(p).output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "chattr +i: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
 /// Heals a held fault.
 pub fn heal(u: Undo, run_dir: &Path) -> String {
     match u {
@@ -265,6 +282,10 @@ pub fn heal(u: Undo, run_dir: &Path) -> String {
         Undo::Remove(p) => {
             let _ = std::fs::remove_file(&p);
             format!("removed {}", p.display())
+        }
+        Undo::Thaw(p) => {
+            let ok = Command::new("chattr").arg("-i").arg(&p).status();
+            format!("thawed {}: {ok:?}", p.display())
         }
         Undo::Hook(h) => {
             let ok = Command::new(&h).arg("heal").arg(run_dir).status();

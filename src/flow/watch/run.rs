@@ -217,8 +217,13 @@ async fn publish(
         for item in pending {
             if let Some(cache) = nodupe.as_ref() {
                 let e = nodupe::entry_for(&item.msg, cfg.nodupe_basis);
-                if cache.is_duplicate(&e.key, &e.path).unwrap_or(false) {
+                let recorded = cache.recorded(&e.key, &e.path).unwrap_or_else(|err| {
+                    tracing::warn!("nodupe cache: {err}");
+                    None
+                });
+                if let Some(r) = recorded {
                     inst.metrics.duplicates += 1;
+                    tracing::info!("duplicate ignored: {}", why_duplicate(item, r, &cfg));
                     continue;
                 }
                 seen.push(e);
@@ -260,6 +265,31 @@ async fn publish(
         }
     }
     Ok(())
+}
+
+/// The local path of a dropped duplicate and why, e.g. `/hot/a (unchanged
+/// since announced 12s ago; nodupe_ttl 300s)`.
+fn why_duplicate(item: &Pending, r: nodupe::Recorded, cfg: &Config) -> String {
+    let path = item
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            Change::Put(p, _) => Some(p.display().to_string()),
+            Change::Remove(_) => None,
+        })
+        .unwrap_or_else(|| item.msg.rel_path.clone());
+    let age = r.age.as_secs_f64();
+    let age = if age < 10.0 {
+        format!("{age:.1}s")
+    } else {
+        format!("{age:.0}s")
+    };
+    let ttl = cfg.nodupe_ttl.as_secs_f64();
+    if r.changed_since {
+        format!("{path} (back to the content announced {age} ago, not the last one announced; nodupe_ttl {ttl}s)")
+    } else {
+        format!("{path} (unchanged since announced {age} ago; nodupe_ttl {ttl}s)")
+    }
 }
 
 /// Turns file system facts into announcements for one watch config.
