@@ -50,7 +50,9 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
         let Ok(e) = e else { continue };
         let p = e.path();
         let key = p.strip_prefix(dir).unwrap_or(p).display().to_string();
-        let Ok(m) = std::fs::symlink_metadata(p) else { continue };
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
         let mode = m.permissions().mode();
         let what = if m.file_type().is_symlink() {
             format!("link {:?}", std::fs::read_link(p).ok())
@@ -126,8 +128,22 @@ impl Tree {
         let longer = "m".repeat(256);
         let canary = self.canary.display().to_string();
         let parts: [&str; 16] = [
-            "a", "b", "lnk", "rel", "up", "..", ".", "", "sub", &long, &longer, "nul\0x",
-            "new\nline", "f", "canary", &canary,
+            "a",
+            "b",
+            "lnk",
+            "rel",
+            "up",
+            "..",
+            ".",
+            "",
+            "sub",
+            &long,
+            &longer,
+            "nul\0x",
+            "new\nline",
+            "f",
+            "canary",
+            &canary,
         ];
         let first = parts[usize::from(a) % parts.len()];
         let second = parts[usize::from(b) % parts.len()];
@@ -135,7 +151,10 @@ impl Tree {
             0 => first.to_string(),
             1 => format!("{first}/{second}"),
             2 => format!("/{first}/{second}"),
-            _ => format!("{first}/{second}/{}", parts[usize::from(a / 16) % parts.len()]),
+            _ => format!(
+                "{first}/{second}/{}",
+                parts[usize::from(a / 16) % parts.len()]
+            ),
         }
     }
 
@@ -208,13 +227,14 @@ impl Tree {
         let here = FileTransport::new("/".into());
         let direction = match self.way {
             Way::Send => Direction::Send,
-            Way::Download => Direction::Download(Sources::new(
-                Default::default(),
-                Default::default(),
-            )),
+            Way::Download => {
+                Direction::Download(Sources::new(Default::default(), Default::default()))
+            }
         };
         for op in data.chunks_exact(4).take(64) {
-            let Some(msg) = self.message(op) else { continue };
+            let Some(msg) = self.message(op) else {
+                continue;
+            };
             let Ok(Some((dest, old))) = pitcher::flow::consume::place(&self.cfg, &msg) else {
                 continue;
             };
