@@ -151,6 +151,7 @@ impl Parser<'_> {
                     format!("expected a URL such as file:/dir or sftp://host/dir ({e})")
                 })?;
                 self.cfg.post_base_url = Some(joined);
+                self.post_base_url_at = Some(self.here());
             }
             "post_format" => {
                 self.cfg.post_format = match joined.as_str() {

@@ -99,9 +99,46 @@ fn derived_post_base_dir(cfg: &Config) -> Option<String> {
                 format!("/{trimmed}")
             })
         }
-        Some(u) if u.starts_with("sftp:") => Url::parse(u).ok().map(|url| url.path().to_string()),
+        Some(u) if u.starts_with("sftp:") => Url::parse(u).ok().map(|url| sftp_path(&url)),
         _ => cfg.base_dir.clone(),
     }
+}
+
+/// The path an `sftp:` URL names, as sr3 3.3.1 reads it
+/// (`sarracenia.baseUrlParse`): absolute, with a leading `//` collapsed
+/// (`sftp://h/x` and `sftp://h//x` are both `/x`); empty when the URL has
+/// no path.
+pub fn sftp_path(url: &Url) -> String {
+    let p = url.path();
+    match p.trim_start_matches('/') {
+        rest if p.is_empty() => rest.to_string(),
+        rest => format!("/{rest}"),
+    }
+}
+
+/// A warning (naming `at`, the post_baseUrl line) when an `sftp:`
+/// post_baseUrl and post_baseDir do not name the same directory: what this
+/// config announces (post_baseUrl + a relPath under post_baseDir) would
+/// then send a downstream sr3 — and pitcher — to a path that is not where
+/// the file is.
+pub(crate) fn post_base_mismatch(cfg: &Config, at: &str) -> Option<String> {
+    let text = cfg.post_base_url.as_deref()?;
+    let url = Url::parse(text).ok().filter(|u| u.scheme() == "sftp")?;
+    let dir = cfg.post_base_dir.as_deref()?.trim_end_matches('/');
+    let named = sftp_path(&url);
+    if named.trim_end_matches('/') == dir || dir.is_empty() {
+        return None;
+    }
+    let shown = |u: &Url| crate::config::redact_text(u.as_str());
+    let mut fixed = url.clone();
+    fixed.set_path(dir);
+    Some(format!(
+        "{at}: post_baseUrl {} names {}, but post_baseDir is {dir}: sr3 reads an sftp URL's path as absolute, so a downstream sr3 (or pitcher) subscriber will look for {}/<relPath> and not find the files; write post_baseUrl {}",
+        shown(&url),
+        if named.is_empty() { "the login directory" } else { &named },
+        named.trim_end_matches('/'),
+        shown(&fixed),
+    ))
 }
 
 /// The options without which `cfg.component` cannot run.

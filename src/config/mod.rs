@@ -44,6 +44,7 @@ mod tests_tutorial;
 
 pub use env::Environment;
 pub use error::{redact_text, redact_url, ConfigError};
+pub use finalize::sftp_path;
 pub use options::*;
 pub use timevars::expand_time_vars;
 pub use values::{parse_bool, parse_count, parse_duration, parse_octal, parse_size};
@@ -128,12 +129,16 @@ pub fn load_path_with(
         mut cfg,
         env,
         post_topic_prefix_set,
+        post_base_url_at,
         credentials,
         ..
     } = parser;
     // Kept for the URLs only messages name (subscribe's baseUrls).
     cfg.credentials = credentials;
     finalize::finalize(&mut cfg, post_topic_prefix_set, &env, &shown)?;
+    if let Some(w) = post_base_url_at.and_then(|at| finalize::post_base_mismatch(&cfg, &at)) {
+        cfg.warnings.push(w);
+    }
     Ok(cfg)
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct Parser<'a> {
     here_line: usize,
     /// Whether `post_topicPrefix` was set (else it follows topicPrefix).
     pub post_topic_prefix_set: bool,
+    /// Where `post_baseUrl` was last set (`file:line`), for the check
+    /// that it and post_baseDir name the same place.
+    pub post_base_url_at: Option<String>,
 }
 
 impl<'a> Parser<'a> {
@@ -49,6 +52,7 @@ impl<'a> Parser<'a> {
             here_file: String::new(),
             here_line: 0,
             post_topic_prefix_set: false,
+            post_base_url_at: None,
         }
     }
 
@@ -165,6 +169,11 @@ impl<'a> Parser<'a> {
         self.parse_file(&found)?;
         (self.here_file, self.here_line) = (file.to_string(), line);
         Ok(())
+    }
+
+    /// The current file and line, as `file:line`.
+    pub(crate) fn here(&self) -> String {
+        format!("{}:{}", self.here_file, self.here_line)
     }
 
     /// A warning about the current line.

@@ -226,7 +226,13 @@ fn tutorial_sender_config_loads_with_amqps_post_broker() {
     assert_eq!(c.post_exchange.as_deref(), Some("xs_pas037_on_hpfx"));
     assert!(c.download && c.mirror);
     assert_eq!(c.sleep, Some(Duration::from_millis(100)));
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // The one warning: sr3 reads the post_baseUrl path as /on_hpfx.
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("sender/to_hpfx.conf:37: post_baseUrl"),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
@@ -255,4 +261,36 @@ fn tutorial_post_and_queue_sender_configs_load() {
         site.dir.path().join("sender/queue_for_hpfx.conf").as_path()
     );
     assert!(Path::new(&c.file).is_file());
+    // Its post_baseUrl names /on_hpfx for sr3, not /home/pas037/on_hpfx.
+    let w = c
+        .warnings
+        .iter()
+        .find(|w| w.contains("post_baseUrl"))
+        .expect("a warning about post_baseUrl");
+    assert!(w.starts_with("sender/queue_for_hpfx.conf:29: "), "{w}");
+    assert!(w.contains("will look for /on_hpfx/<relPath>"), "{w}");
+    assert!(
+        w.contains("write post_baseUrl sftp://pas037@hpfx.collab.science.gc.ca/home/pas037/on_hpfx"),
+        "{w}"
+    );
+}
+
+#[test]
+fn an_sftp_post_baseurl_naming_post_basedir_draws_no_warning() {
+    let site = tutorial_site();
+    for url in [
+        "sftp://pas037@hpfx.collab.science.gc.ca/home/pas037/on_hpfx",
+        "sftp://pas037@hpfx.collab.science.gc.ca//home/pas037/on_hpfx/",
+    ] {
+        site.write(
+            "sender/ok.conf",
+            &format!("broker amqp://h\nsendTo sftp://hpfx\npost_broker amqp://h\npost_baseUrl {url}\npost_baseDir /home/pas037/on_hpfx\n"),
+        );
+        let c = site.load(Component::Sender, "ok").unwrap();
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("post_baseUrl")),
+            "{url}: {:?}",
+            c.warnings
+        );
+    }
 }

@@ -60,11 +60,12 @@ impl Sources {
     }
 
     /// The source for a baseUrl, the root it names and the remote path of
-    /// `rel` under that root. `file:/x` reads `/x/rel` here;
-    /// `sftp://host/dir` reads `dir/rel` relative to the login directory
-    /// (`sftp://host//abs` is absolute). `http(s)://host/dir` reads the
-    /// request path `/dir/rel`, each relPath component percent-encoded. A
-    /// baseUrl no source speaks is refused.
+    /// `rel` under that root, as sr3 3.3.1 reads its URLs: `file:/x` reads
+    /// `/x/rel` here; `sftp://host/dir` and `sftp://host//dir` both read the
+    /// absolute `/dir/rel` (a URL without a path, `rel` in the login
+    /// directory); `http(s)://host/dir` reads the request path `/dir/rel`,
+    /// each relPath component percent-encoded. A baseUrl no source speaks
+    /// is refused.
     fn resolve(&self, base_url: &str, rel: &str) -> io::Result<(Arc<dyn Source>, String, String)> {
         let rel = rel.trim_start_matches('/');
         if base_url.starts_with("file:") {
@@ -90,12 +91,11 @@ impl Sources {
             auth(&url),
             url.port().map(|p| format!(":{p}")).unwrap_or_default()
         );
-        let base = url.path();
-        let base = match base.strip_prefix("//") {
-            Some(abs) => format!("/{abs}"),
-            None => base.trim_start_matches('/').to_string(),
+        let base = crate::config::sftp_path(&url);
+        let root = match base.trim_end_matches('/') {
+            "" if base.starts_with('/') => "/".to_string(),
+            r => r.to_string(),
         };
-        let root = base.trim_end_matches('/').to_string();
         let path = filter::join(&root, rel);
         Ok((self.get_or_make(&server)?, root, path))
     }
