@@ -78,7 +78,7 @@ cargo test --no-fail-fast 2>&1 | tee target/test-output.txt || status=1
 # Tests that need the loopback sshd or the real metpx-sr3 are #[ignore]d for
 # a bare `cargo test`; here both are set up, so they run (benchmarks excepted).
 say "running the tests against the loopback sshd and metpx-sr3"
-cargo test --no-fail-fast --test sftp_transport --test sftp_sender --test autoclean --test mqtt_broker --test interop_sr3 --test hostile -- --ignored --skip benchmark_ 2>&1 \
+cargo test --no-fail-fast --test sftp_transport --test sftp_sender --test autoclean --test mqtt_broker --test interop_sr3 --test example_configs --test hostile -- --ignored --skip benchmark_ 2>&1 \
   | tee -a target/test-output.txt || status=1
 # These stop RabbitMQ and close its connections: alone, after everything else.
 say "running the tests that disturb RabbitMQ, alone"

@@ -2,12 +2,14 @@
 //!
 //! A file dropped in a hot directory is announced, queued, copied to its
 //! destination and announced again, by daemons that read sr3's own config
-//! files and speak sr3's v03 messages. Follow the pipeline to find anything:
+//! files and speak sr3's v03 (and v02) messages. Follow the pipeline to find
+//! anything:
 //!
 //! * [`config`]: sr3's config language: `keyword value` lines, includes,
 //!   `${VARS}`, credentials, accept/reject masks. Turns a `.conf` into a
 //!   [`config::Config`].
-//! * [`message`]: the v03 message: fields, JSON both ways, topics, identity.
+//! * [`message`]: the v03 message: fields, JSON both ways, topics, identity;
+//!   v02, its older encoding, both ways.
 //! * [`flow`]: the loop every component runs (gather → filter → nodupe →
 //!   work → post → ack) and one module per component (watch, sender, post).
 //! * [`broker`]: where messages wait: one trait, and its implementations

@@ -40,6 +40,7 @@ fn unique(what: &str) -> String {
 
 fn spec(queue: &str, exchange: &str, prefetch: u32) -> QueueSpec {
     QueueSpec {
+        queue_type: None,
         name: queue.to_string(),
         bindings: vec![Binding {
             exchange: exchange.to_string(),
@@ -53,11 +54,7 @@ fn spec(queue: &str, exchange: &str, prefetch: u32) -> QueueSpec {
 }
 
 fn msg(exchange: &str, topic: &str, body: &str) -> Outgoing {
-    Outgoing {
-        exchange: exchange.to_string(),
-        topic: topic.to_string(),
-        body: body.as_bytes().to_vec(),
-    }
+    Outgoing::new(exchange, topic, body.as_bytes().to_vec())
 }
 
 fn batch(exchange: &str, from: usize, n: usize) -> Vec<Outgoing> {

@@ -478,11 +478,7 @@ impl Suite {
     fn publish(&mut self, msgs: &[Value]) {
         for m in msgs {
             let rel = m["relPath"].as_str().unwrap_or("");
-            let out = Outgoing {
-                exchange: self.exchange.clone(),
-                topic: topic_of(rel),
-                body: serde_json::to_vec(m).unwrap(),
-            };
+            let out = Outgoing::new(&self.exchange, &topic_of(rel), serde_json::to_vec(m).unwrap());
             let t0 = Instant::now();
             loop {
                 match self

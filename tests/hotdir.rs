@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_delivered, content, tree, wait_until, Env};
+use common::{assert_delivered, content, tree, wait_until, Env, Frozen};
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
@@ -249,13 +249,9 @@ fn a_malformed_message_is_set_aside_and_the_flow_goes_on() {
         use pitcher::broker::{Outgoing, Publisher};
         let db = env.state.join("local/broker.db");
         let mut p = pitcher::broker::local::open_publisher(&db).unwrap();
-        p.publish(&[Outgoing {
-            exchange: "xs_it_hot".into(),
-            topic: "v03".into(),
-            body: b"{not json".to_vec(),
-        }])
-        .await
-        .unwrap();
+        p.publish(&[Outgoing::new("xs_it_hot", "v03", b"{not json".to_vec())])
+            .await
+            .unwrap();
     });
     env.ok(&["start"]);
     std::fs::write(env.hot.join("after.txt"), b"after").unwrap();
@@ -277,17 +273,7 @@ fn failed_sends_wait_in_the_retry_queue_across_a_restart_then_arrive() {
     env.hot_directory(1, "");
     // An immutable destination directory: creating files in it fails
     // (EPERM), even for root, until an operator thaws it.
-    let blocked = env.dest.join("blocked");
-    std::fs::create_dir(&blocked).unwrap();
-    let chattr = |flag: &str| {
-        let ok = std::process::Command::new("chattr")
-            .arg(flag)
-            .arg(&blocked)
-            .status()
-            .expect("chattr");
-        assert!(ok.success(), "chattr {flag} failed");
-    };
-    chattr("+i");
+    let frozen = Frozen::new(&env.dest.join("blocked"));
     env.ok(&["start"]);
     std::fs::create_dir_all(env.hot.join("blocked")).unwrap();
     let mut expected = BTreeMap::new();
@@ -313,7 +299,7 @@ fn failed_sends_wait_in_the_retry_queue_across_a_restart_then_arrive() {
     );
     env.ok(&["stop"]);
     assert!(retry(&env) >= 20, "retries did not survive the stop");
-    chattr("-i");
+    frozen.thaw();
     env.ok(&["start"]);
     assert_delivered(&env, &expected, LIMIT);
     assert!(
@@ -338,6 +324,7 @@ fn the_sender_announces_what_it_delivered_with_post_baseurl_and_post_basedir() {
     let db = env.state.join("local/broker.db");
     let mut c = pitcher::broker::local::open_consumer(&db, "q_test.out").unwrap();
     rt.block_on(c.declare_queue(&QueueSpec {
+        queue_type: None,
         name: "q_test.out".into(),
         bindings: vec![Binding {
             exchange: "xs_it_out".into(),

@@ -132,11 +132,7 @@ fn publish(env: &Env, msgs: &[Message]) {
         let mut p = pitcher::broker::local::open_publisher(&db).unwrap();
         let out: Vec<Outgoing> = msgs
             .iter()
-            .map(|m| Outgoing {
-                exchange: EXCHANGE.into(),
-                topic: m.topic("v03"),
-                body: m.to_json().into_bytes(),
-            })
+            .map(|m| Outgoing::new(EXCHANGE, &m.topic("v03"), m.to_json().into_bytes()))
             .collect();
         p.publish(&out).await.unwrap();
     });

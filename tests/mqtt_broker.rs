@@ -69,6 +69,7 @@ fn url() -> url::Url {
 
 fn spec(queue: &str, exchange: &str, topics: &[&str]) -> QueueSpec {
     QueueSpec {
+        queue_type: None,
         name: queue.to_string(),
         bindings: topics
             .iter()
@@ -98,11 +99,7 @@ fn body(rel_path: &str, n: usize) -> Vec<u8> {
 }
 
 fn outgoing(exchange: &str, topic: &str, rel_path: &str, n: usize) -> Outgoing {
-    Outgoing {
-        exchange: exchange.to_string(),
-        topic: topic.to_string(),
-        body: body(rel_path, n),
-    }
+    Outgoing::new(exchange, topic, body(rel_path, n))
 }
 
 fn number(d: &Delivery) -> u64 {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_delivered, content, wait_until, Env};
+use common::{assert_delivered, content, wait_until, Env, Frozen};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Read, Write};
 use std::time::{Duration, Instant};
@@ -58,16 +58,15 @@ fn status_shows_the_exact_queue_depth_and_retry_count() {
     let text = env.ok(&["status", "sender/q"]);
     assert!(text.contains("Que") && text.contains("%rej"), "{text}");
 
-    // A regular file where the destination directory must go: every send
-    // fails (ENOTDIR) into the retry queue.
+    // An immutable destination directory: every send fails (EPERM) into
+    // the retry queue.
     let blocked = env.dest.join(
         src.join("blocked")
             .to_str()
             .unwrap()
             .trim_start_matches('/'),
     );
-    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
-    std::fs::write(&blocked, b"in the way").unwrap();
+    let _frozen = Frozen::new(&blocked);
     env.ok(&["start", "sender/q"]);
     let settled = wait_until(LIMIT, || {
         let r = status_of(&env, "sender/q");

@@ -150,3 +150,45 @@ fn a_touch_after_nodupe_ttl_sends_the_file_again() {
         env.logs()
     );
 }
+
+#[test]
+fn content_changed_back_within_nodupe_ttl_reaches_the_destination() {
+    let env = Env::new();
+    env.hot_directory(1, ""); // `nodupe_ttl on` (300 s) in the watch and the sender
+    env.ok(&["start"]);
+    let (a, b) = (b"version A\n".as_slice(), b"version B, longer\n".as_slice());
+    // One step at a time: A → B → A → B → A, each delivered before the next.
+    for (round, body) in [a, b, a, b, a].into_iter().enumerate() {
+        // Distinct mtimes, so a rewrite is never mistaken for a touch.
+        std::thread::sleep(Duration::from_millis(20));
+        drop_and_wait(&env, "c.txt", body);
+        assert_eq!(sent(&env, "c.txt"), round + 1, "{}", env.logs());
+    }
+    // And at once: whatever was announced last is what the hot file holds.
+    let hot = env.hot.join("c.txt");
+    for body in [b, a, b, a] {
+        std::fs::write(&hot, body).unwrap();
+    }
+    std::fs::write(env.hot.join("sync"), b"sync").unwrap();
+    assert!(
+        wait_until(LIMIT, || std::fs::read(env.dest.join("sync"))
+            .ok()
+            .as_deref()
+            == Some(b"sync".as_slice())),
+        "{}",
+        env.logs()
+    );
+    assert!(
+        wait_until(LIMIT, || std::fs::read(env.dest.join("c.txt"))
+            .ok()
+            .as_deref()
+            == Some(a)),
+        "the destination does not hold the hot directory's content\n{}",
+        env.logs()
+    );
+    assert!(
+        !watch_log(&env).contains("back to the content announced"),
+        "{}",
+        env.logs()
+    );
+}

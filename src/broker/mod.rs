@@ -20,7 +20,15 @@ pub mod mqtt;
 use async_trait::async_trait;
 use std::time::Duration;
 
-pub use crate::config::Binding;
+pub use crate::config::{Binding, QueueType};
+
+/// String headers sent beside a body: AMQP application headers, MQTT 5
+/// user properties, a column of `local:`. v02 messages carry most of their
+/// fields there; v03 ones carry none.
+pub type Headers = std::collections::BTreeMap<String, String>;
+
+/// The content type of a message published without one (v03's).
+pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
 
 /// A message to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +36,22 @@ pub struct Outgoing {
     pub exchange: String,
     pub topic: String,
     pub body: Vec<u8>,
+    /// The body's content type; `None` is [`DEFAULT_CONTENT_TYPE`].
+    pub content_type: Option<String>,
+    pub headers: Headers,
+}
+
+impl Outgoing {
+    /// A message with no headers and the default content type.
+    pub fn new(exchange: &str, topic: &str, body: Vec<u8>) -> Outgoing {
+        Outgoing {
+            exchange: exchange.to_string(),
+            topic: topic.to_string(),
+            body,
+            content_type: None,
+            headers: Headers::new(),
+        }
+    }
 }
 
 /// A message taken from a queue, owned until acked or requeued.
@@ -38,6 +62,11 @@ pub struct Delivery {
     pub exchange: String,
     pub topic: String,
     pub body: Vec<u8>,
+    /// The content type it was published with, if the broker says.
+    pub content_type: Option<String>,
+    /// The headers it was published with (string values; other AMQP
+    /// values as text).
+    pub headers: Headers,
     /// True when an earlier consumer took it and did not ack it.
     pub redelivered: bool,
 }
@@ -55,6 +84,25 @@ pub struct QueueSpec {
     pub message_ttl: Option<Duration>,
     /// How many unacked deliveries one consumer may hold.
     pub prefetch: u32,
+    /// The RabbitMQ queue type (`x-queue-type`); `None`: the broker's
+    /// default. Brokers without queue types ignore it.
+    pub queue_type: Option<QueueType>,
+}
+
+impl QueueSpec {
+    /// The queue `name` as `cfg` describes it (bindings, durable, expire,
+    /// messageAgeMax, prefetch, queueType).
+    pub fn of_config(cfg: &crate::config::Config, name: String) -> QueueSpec {
+        QueueSpec {
+            name,
+            bindings: cfg.bindings.clone(),
+            durable: cfg.durable,
+            expire: cfg.expire,
+            message_ttl: cfg.message_age_max,
+            prefetch: cfg.prefetch,
+            queue_type: cfg.queue_type,
+        }
+    }
 }
 
 /// What can go wrong talking to a broker.

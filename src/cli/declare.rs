@@ -19,14 +19,7 @@ pub async fn declare_config(paths: &Paths, cfg: &Config) -> anyhow::Result<Vec<S
         ));
     }
     if let (Some(url), true) = (&cfg.broker, consumes(cfg)) {
-        let spec = QueueSpec {
-            name: crate::state::queue_name(paths, cfg)?,
-            bindings: cfg.bindings.clone(),
-            durable: cfg.durable,
-            expire: cfg.expire,
-            message_ttl: cfg.message_age_max,
-            prefetch: cfg.prefetch,
-        };
+        let spec = QueueSpec::of_config(cfg, crate::state::queue_name(paths, cfg)?);
         let mut c = broker::consumer(url, paths, &spec.name).await?;
         if let Err(e) = c.declare_queue(&spec).await {
             // The exchange may not exist yet: declare it, as a publisher would.

@@ -10,6 +10,7 @@ mod edit;
 mod enable;
 mod features;
 mod foreground;
+mod generate;
 mod list;
 mod log;
 mod logging;
@@ -116,6 +117,13 @@ enum Verb {
         #[command(subcommand)]
         action: systemd::Action,
     },
+    /// (internal) Write man pages or shell completions into a directory
+    /// (for packaging: scripts/deb.sh).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: generate::What,
+    },
     /// (internal) Run one instance of a config.
     #[command(hide = true)]
     Instance {
@@ -169,6 +177,7 @@ pub fn main() -> ExitCode {
         Verb::Demo(args) => demo::run(&paths, args),
         Verb::Sanity(args) => sanity::run(&paths, args),
         Verb::Systemd { action } => systemd::run(&paths, action),
+        Verb::Generate { what } => generate::run(what),
         Verb::Instance { no, config } => foreground::instance(&paths, &config, no),
         Verb::Supervise { metrics } => foreground::supervise(&paths, metrics),
     };

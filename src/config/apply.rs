@@ -8,7 +8,7 @@
 
 use super::error::redact_text;
 use super::finalize::default_exchange;
-use super::options::{Binding, Mask, NodupeBasis, Strip, Verify};
+use super::options::{Binding, Mask, NodupeBasis, QueueType, Strip, Verify};
 use super::parser::Parser;
 use super::values::*;
 use regex::Regex;
@@ -122,7 +122,15 @@ impl Parser<'_> {
             "strip" => self.cfg.strip = self.strip(written, args)?,
             "accept" | "reject" => self.mask(keyword == "accept", args)?,
             "subtopic" => self.subtopic(written, args)?,
-            "broker" => self.cfg.broker = Some(self.broker_url(&joined)?),
+            "broker" => {
+                let url = self.broker_url(&joined)?;
+                // sr3 binds each subtopic on the broker in force at its
+                // line, and consumes from every broker so bound.
+                if !self.cfg.bindings.is_empty() && self.cfg.broker.as_ref() != Some(&url) {
+                    return Err("a second broker after subtopic: sr3 would consume from both brokers (each with the subtopics that follow it); pitcher consumes from one broker per config: put this broker and its subtopics in a config of their own".to_string());
+                }
+                self.cfg.broker = Some(url);
+            }
             "post_broker" => self.cfg.post_broker = Some(self.broker_url(&joined)?),
             "sendTo" => self.send_to(&joined)?,
             "exchange" => self.cfg.exchange = none_if_none(joined),
@@ -153,10 +161,24 @@ impl Parser<'_> {
                 self.cfg.post_base_url = Some(joined);
                 self.post_base_url_at = Some(self.here());
             }
+            "queueType" => {
+                self.cfg.queue_type = match joined.as_str() {
+                    "classic" => Some(QueueType::Classic),
+                    "quorum" => Some(QueueType::Quorum),
+                    "stream" => Some(QueueType::Stream),
+                    "None" | "none" => None,
+                    other => {
+                        return Err(format!(
+                            "expected classic, quorum or stream, not '{other}'"
+                        ))
+                    }
+                }
+            }
             "post_format" => {
                 self.cfg.post_format = match joined.as_str() {
-                    "v02" | "v03" | "wis" => joined,
-                    other => return Err(format!("expected v02, v03 or wis, not '{other}'")),
+                    "v02" | "v03" => joined,
+                    "wis" => return Err("pitcher publishes v02 and v03, not wis".into()),
+                    other => return Err(format!("expected v02 or v03, not '{other}'")),
                 }
             }
             "accelScpCommand" => self.cfg.accel_scp_command = joined,
@@ -293,10 +315,19 @@ impl Parser<'_> {
 
     /// A broker URL with its password from credentials.conf. An AMQP URL
     /// without a user is `anonymous:anonymous`, as in sr3.
+    /// Several nodes (`amqp://user@h1:5682,h2:5683/`) are kept as the
+    /// first node's URL with the others aside (see `hosts`); its password
+    /// is looked up by the first node.
     fn broker_url(&self, text: &str) -> Result<Url, String> {
         let shown = redact_text(text);
         let known = BROKER_SCHEMES.join(", ");
-        let url = Url::parse(text).map_err(|e| {
+        let (first, others) = match super::hosts::split_hosts(text)
+            .map_err(|e| format!("{e}, not '{shown}'"))?
+        {
+            Some((first, others)) => (first, others),
+            None => (text.to_string(), Vec::new()),
+        };
+        let url = Url::parse(&first).map_err(|e| {
             format!("expected a broker URL such as amqps://user@host ({e}), not '{shown}'")
         })?;
         if !BROKER_SCHEMES.contains(&url.scheme()) {
@@ -305,14 +336,24 @@ impl Parser<'_> {
                 url.scheme()
             ));
         }
-        if url.scheme().starts_with("amqp") && url.username().is_empty() {
+        if !others.is_empty() && !url.scheme().starts_with("amqp") {
+            return Err(format!(
+                "'{shown}' names several hosts: only amqp:// and amqps:// brokers take a host list (the MQTT client connects to one address: name one host, or a load balancer in front of the cluster)"
+            ));
+        }
+        let url = if url.scheme().starts_with("amqp") && url.username().is_empty() {
             let mut anonymous = url;
             // amqp URLs always have a host, so these cannot fail.
             let _ = anonymous.set_username("anonymous");
             let _ = anonymous.set_password(Some("anonymous"));
-            return Ok(anonymous);
+            anonymous
+        } else {
+            self.credentials.complete(&url).0
+        };
+        if others.is_empty() {
+            return Ok(url);
         }
-        Ok(self.credentials.complete(&url).0)
+        super::hosts::with_failover(url, &others).map_err(|e| format!("{e}, in '{shown}'"))
     }
 
     fn send_to(&mut self, text: &str) -> Result<(), String> {
@@ -322,6 +363,14 @@ impl Parser<'_> {
                 redact_text(text)
             )
         })?;
+        if self.cfg.component == super::options::Component::Sender
+            && !matches!(url.scheme(), "file" | "sftp")
+        {
+            self.warn(format!(
+                "sendTo {}: pitcher's sender delivers to file: and sftp:// destinations only; with this one it will refuse to start",
+                redact_text(text)
+            ));
+        }
         let (full, details) = self.credentials.complete(&url);
         self.cfg.send_to = Some(text.to_string());
         self.cfg.send_to_url = Some(full);

@@ -8,6 +8,8 @@
 //! post_broker, sendTo) takes the entry that matches it as sr3 does: the
 //! same URL exactly, else the first entry with the same scheme, host and
 //! port, the same user if the config names one, and for AMQP the same vhost.
+//! A broker URL naming several nodes (`amqp://u@h1:5682,h2:5683/`), in a
+//! config or here, is matched by its first node.
 //!
 //! Nothing here ever puts a password in an error or a warning.
 
@@ -79,7 +81,13 @@ impl Credentials {
             }
             let lineno = index + 1;
             let (url_text, options) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-            let url = Url::parse(url_text).map_err(|e| {
+            // A cluster's line (`amqp://u:pw@h1,h2,h3/`) is its first
+            // node's, as configs naming the cluster look it up.
+            let first = match super::hosts::split_hosts(url_text) {
+                Ok(Some((first, _))) => first,
+                _ => url_text.to_string(),
+            };
+            let url = Url::parse(&first).map_err(|e| {
                 ConfigError::at(
                     shown,
                     lineno,

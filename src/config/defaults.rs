@@ -30,6 +30,7 @@ impl Config {
             prefetch: 25,
             batch: 25,
             expire: None,
+            queue_type: None,
             message_age_max: None,
             durable: true,
             persistent: true,

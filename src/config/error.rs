@@ -63,6 +63,10 @@ pub(crate) fn display_path(config_dir: &Path, file: &Path) -> String {
 
 /// The URL as text, with any password replaced by `***`.
 pub fn redact_url(url: &Url) -> String {
+    // A URL of several broker nodes, as written: `amqp://u:***@h1,h2/`.
+    if let Some(list) = super::hosts::host_list_text(url) {
+        return redact_text(&list);
+    }
     if url.password().is_none() {
         return url.to_string();
     }

@@ -11,7 +11,7 @@
 
 use super::env::Environment;
 use super::error::ConfigError;
-use super::options::{Binding, Component, Config};
+use super::options::{Binding, Component, Config, QueueType};
 use url::Url;
 
 /// sr3's default exchange for a broker user: `xs_<user>`, or `xpublic`
@@ -60,7 +60,12 @@ pub(crate) fn finalize(
         });
     }
     if !post_topic_prefix_set {
-        cfg.post_topic_prefix = cfg.topic_prefix.clone();
+        // sr3 3.3.1 publishes every v02 message under v02.post.
+        cfg.post_topic_prefix = if cfg.post_format == "v02" {
+            crate::message::v02::TOPIC_PREFIX.to_string()
+        } else {
+            cfg.topic_prefix.clone()
+        };
     }
     if cfg.post_base_dir.is_none() {
         cfg.post_base_dir = derived_post_base_dir(cfg);
@@ -81,6 +86,15 @@ pub(crate) fn finalize(
             .var("PITCHER_SSH_CONFIG")
             .filter(|p| !p.is_empty())
             .map(Into::into);
+    }
+    if let (Some(t), Some(b)) = (cfg.queue_type, &cfg.broker) {
+        if !matches!(b.scheme(), "amqp" | "amqps") {
+            cfg.warnings.push(format!(
+                "{shown}: queueType {} applies to RabbitMQ queues only; ignored for a {}: broker",
+                t.name(),
+                b.scheme()
+            ));
+        }
     }
     check_required(cfg, shown)
 }
@@ -159,6 +173,18 @@ fn check_required(cfg: &Config, shown: &str) -> Result<(), ConfigError> {
     }
     if cfg.component == Watch && cfg.paths.is_empty() {
         missing.push("path (the directory to watch)");
+    }
+    if let Some(t) = cfg.queue_type.filter(|t| *t != QueueType::Classic) {
+        if !cfg.durable {
+            return Err(ConfigError::file(
+                shown,
+                format!(
+                    "queueType {} needs durable on: RabbitMQ keeps {} queues on disk and refuses transient ones",
+                    t.name(),
+                    t.name()
+                ),
+            ));
+        }
     }
     let mask_dirs = cfg.masks.iter().any(|m| m.accept && m.directory.is_some());
     if cfg.component == Subscribe && cfg.download && cfg.directory.is_none() && !mask_dirs {

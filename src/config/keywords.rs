@@ -73,6 +73,7 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     "prefetch",
     "queueName",
     "queueShare",
+    "queueType",
     "recursive",
     "reject",
     "retryCountMax",

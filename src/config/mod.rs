@@ -13,7 +13,8 @@
 //! The parts, in the order a config goes through them:
 //! * `defaults`: sr3's effective defaults per component ([`Config::new`]);
 //! * `parser`: lines, comments, keywords and synonyms (`keywords`), the sr3
-//!   keywords pitcher skips (`sr3_keywords`), `${VAR}`s (`vars`), includes;
+//!   keywords pitcher skips (`sr3_keywords`), sr2 and obsolete keywords
+//!   with what to write instead (`obsolete`), `${VAR}`s (`vars`), includes;
 //! * `apply`: what each keyword does, with `values` for the notations
 //!   (sizes, durations, flags, fileEvents, inflight);
 //! * `credentials`: passwords and details from credentials.conf;
@@ -25,10 +26,13 @@
 mod apply;
 mod credentials;
 mod defaults;
+pub mod descriptions;
 mod env;
 mod error;
 mod finalize;
+mod hosts;
 mod keywords;
+mod obsolete;
 mod options;
 mod parser;
 mod show;
@@ -40,11 +44,14 @@ mod vars;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_sr3_compat;
+#[cfg(test)]
 mod tests_tutorial;
 
 pub use env::Environment;
 pub use error::{redact_text, redact_url, ConfigError};
 pub use finalize::sftp_path;
+pub use hosts::broker_nodes;
 pub use options::*;
 pub use timevars::expand_time_vars;
 pub use values::{parse_bool, parse_count, parse_duration, parse_octal, parse_size};

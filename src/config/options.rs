@@ -154,6 +154,28 @@ fn fitted(name: &str, extra: usize) -> std::borrow::Cow<'_, str> {
     format!("{}~{hash:08x}", &name[..keep]).into()
 }
 
+/// A RabbitMQ queue type (`queueType`), sent as `x-queue-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueType {
+    Classic,
+    /// Replicated over a cluster's nodes (Raft); durable, never
+    /// auto-deleted, prefetch per consumer only.
+    Quorum,
+    /// An append-only log; deliveries are acked like a queue's.
+    Stream,
+}
+
+impl QueueType {
+    /// The `x-queue-type` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
+        }
+    }
+}
+
 /// The file events a component acts on (`fileEvents`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileEvents {
@@ -258,6 +280,9 @@ pub struct Config {
     pub message_age_max: Option<Duration>,
     /// `durable`, default on.
     pub durable: bool,
+    /// `queueType` (AMQP `x-queue-type`), default none: the broker's
+    /// default, classic.
+    pub queue_type: Option<QueueType>,
     /// `persistent`, default on.
     pub persistent: bool,
 

@@ -9,8 +9,9 @@ use super::credentials::Credentials;
 use super::env::Environment;
 use super::error::{display_path, redact_text, ConfigError};
 use super::keywords::{canonical, is_implemented, suggest};
+use super::obsolete;
 use super::options::Config;
-use super::sr3_keywords::is_unimplemented;
+use super::sr3_keywords::{is_pitcher_behaviour, is_unimplemented};
 use super::vars::{keeps_message_time, never_expanded, VarScope};
 use std::path::{Path, PathBuf};
 
@@ -97,16 +98,25 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         let keyword = canonical(written, self.cfg.component);
+        if let Some(instead) = obsolete::replacement(written, keyword, raw_args) {
+            return Err(LineError::Here(instead));
+        }
         if !is_implemented(keyword) {
             if is_unimplemented(keyword) {
+                if is_pitcher_behaviour(keyword, raw_args) {
+                    return Ok(());
+                }
                 let also = if keyword == written {
                     String::new()
                 } else {
                     format!(" ({keyword})")
                 };
-                self.warn(format!(
-                    "'{written}'{also} is an sr3 option pitcher does not implement; line ignored"
-                ));
+                let what = if obsolete::is_obsolete(keyword) {
+                    "a v2 option sr3 marks obsolete"
+                } else {
+                    "an sr3 option pitcher does not implement"
+                };
+                self.warn(format!("'{written}'{also} is {what}; line ignored"));
                 return Ok(());
             }
             let hint = suggest(written)

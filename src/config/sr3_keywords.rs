@@ -279,6 +279,28 @@ pub(crate) fn is_unimplemented(keyword: &str) -> bool {
     UNIMPLEMENTED.binary_search(&keyword).is_ok()
 }
 
+/// Whether the line `keyword args` asks for what pitcher already does: an
+/// option pitcher lacks, set to the one value whose sr3 meaning is
+/// pitcher's behaviour (sr3's own examples spell these out). Such a line
+/// is honoured, not skipped, so it gets no warning; any other value does.
+pub(crate) fn is_pitcher_behaviour(keyword: &str, args: &[&str]) -> bool {
+    let off = || {
+        args.first()
+            .is_some_and(|v| super::values::parse_bool(v) == Ok(false))
+    };
+    match keyword {
+        // No report messages, paths announced as found under `path`,
+        // nothing deleted upstream after a download, files in the order
+        // found, source not taken from the exchange name.
+        "report" | "realpathPost" | "delete" | "randomize" | "sourceFromExchange" => off(),
+        // Every file announced whole (1), as sr3's watch and post default.
+        "blockSize" => args.first() == Some(&"1"),
+        // No renaming of announced files.
+        "rename" => matches!(args.first(), Some(&"None") | Some(&"none")),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -213,13 +213,13 @@ fn bad_regex_is_an_error_with_file_and_line() {
 fn variables_expand_from_options_and_environment() {
     let site = Site::new();
     let c = site
-        .sender("declare env DATA=/srv/data\ndirectory ${DATA}/${COMPONENT}/${CONFIG}/${YYYYMMDD}\npost_baseDir ${HOME}/${PBD}\nsource ${USER}_${HOSTNAME}\nexchange xs_${BROKER_USER}\nqueueName q_${BROKER_USER}.${INSTANCE}\n")
+        .sender("declare env DATA=/srv/data\ndirectory ${DATA}/${COMPONENT}/${CONFIG}/${YYYYMMDD}\npost_baseDir ${HOME}/${HH}\nsource ${USER}_${HOSTNAME}\nexchange xs_${BROKER_USER}\nqueueName q_${BROKER_USER}.${INSTANCE}\n")
         .unwrap();
     assert_eq!(
         c.directory.as_deref(),
         Some("/srv/data/sender/t/${YYYYMMDD}")
     );
-    assert_eq!(c.post_base_dir.as_deref(), Some("/home/bob/${PBD}"));
+    assert_eq!(c.post_base_dir.as_deref(), Some("/home/bob/${HH}"));
     assert_eq!(c.source.as_deref(), Some("bob_loli"));
     assert_eq!(c.exchange.as_deref(), Some("xs_u"));
     assert_eq!(
@@ -523,4 +523,37 @@ fn declare_forms() {
     );
     let e = err(site.sender("declare env NOEQUALS\n"));
     assert!(e.contains("expected declare env NAME=VALUE"), "{e}");
+}
+
+#[test]
+fn post_format_v02_publishes_under_v02_post_and_unknown_formats_are_refused() {
+    let site = Site::new();
+    site.write("post/p.conf", "post_broker local:\npost_format v02\n");
+    let c = site.load(Component::Post, "p").unwrap();
+    assert_eq!(
+        (c.post_format.as_str(), c.post_topic_prefix.as_str()),
+        ("v02", "v02.post")
+    );
+    site.write(
+        "post/p.conf",
+        "post_broker local:\npost_format v02\npost_topicPrefix v03.x\n",
+    );
+    let c = site.load(Component::Post, "p").unwrap();
+    assert_eq!(c.post_topic_prefix, "v03.x");
+    site.write("post/p.conf", "post_broker local:\n");
+    assert_eq!(
+        site.load(Component::Post, "p").unwrap().post_topic_prefix,
+        "v03"
+    );
+    for (value, why) in [
+        ("v04", "expected v02 or v03, not 'v04'"),
+        ("wis", "pitcher publishes v02 and v03, not wis"),
+    ] {
+        site.write(
+            "post/p.conf",
+            &format!("post_broker local:\n\npost_format {value}\n"),
+        );
+        let e = err(site.load(Component::Post, "p"));
+        assert!(e.starts_with("post/p.conf:3: ") && e.contains(why), "{e}");
+    }
 }

@@ -270,7 +270,9 @@ fn tutorial_post_and_queue_sender_configs_load() {
     assert!(w.starts_with("sender/queue_for_hpfx.conf:29: "), "{w}");
     assert!(w.contains("will look for /on_hpfx/<relPath>"), "{w}");
     assert!(
-        w.contains("write post_baseUrl sftp://pas037@hpfx.collab.science.gc.ca/home/pas037/on_hpfx"),
+        w.contains(
+            "write post_baseUrl sftp://pas037@hpfx.collab.science.gc.ca/home/pas037/on_hpfx"
+        ),
         "{w}"
     );
 }

@@ -9,10 +9,16 @@
 //! Left literal on purpose:
 //! * `${INSTANCE}`, `${RAND8}`, `${QUEUESHARE}`: they belong to one
 //!   instance or to the persisted queue name, and are expanded there;
-//! * in `directory`, `post_baseDir`, `baseDir` and `rename`, the
-//!   message-time variables (dates, `${PBD}`, `${BD}`, `${BUP}`,
-//!   `${BUPL}`, `${SOURCE}`, regex groups `${1}`), which
-//!   [`super::expand_time_vars`] and the flows expand per file.
+//! * in `directory`, `post_baseDir`, `baseDir` and `rename`, the dates
+//!   (`${YYYYMMDD}`, `${%Y}`, …), which [`super::expand_time_vars`]
+//!   expands per file.
+//!
+//! sr3 also fills in, per message, `${SOURCE}`, `${BUP}`, `${BUPL}`,
+//! `${PBD}`, `${BD}`, `${DR}`, `${PDR}` and regex groups `${1}` (and
+//! dates in post_baseUrl). pitcher's flows do not, so a config using one
+//! would put files somewhere else than sr3 does: that is an error naming
+//! the variable and what it stands for, not a literal `${SOURCE}`
+//! directory.
 //!
 //! Unlike sr3, which leaves an unknown variable in place (and then fails
 //! in a puzzling way later), an unknown variable is an error.
@@ -24,18 +30,31 @@ use super::timevars::is_time_var;
 /// Variables an instance or the queue-name logic expands later.
 const KEPT_FOR_INSTANCE: &[&str] = &["INSTANCE", "RAND8", "QUEUESHARE"];
 
-/// Variables the flows expand per message (besides dates and regex groups).
-const KEPT_FOR_MESSAGE: &[&str] = &[
-    "PBD",
-    "BD",
-    "BUP",
-    "BUPL",
-    "baseUrlPath",
-    "baseUrlPathLast",
-    "SOURCE",
-    "DR",
-    "PDR",
+/// Variables sr3 fills in per message (besides dates and regex groups),
+/// and what each stands for there. pitcher's flows expand none of them.
+const PER_MESSAGE: &[(&str, &str)] = &[
+    ("PBD", "post_baseDir's value"),
+    ("BD", "baseDir's value"),
+    ("BUP", "the path of each message's baseUrl"),
+    ("BUPL", "the last directory of each message's baseUrl path"),
+    ("baseUrlPath", "the path of each message's baseUrl"),
+    (
+        "baseUrlPathLast",
+        "the last directory of each message's baseUrl path",
+    ),
+    ("SOURCE", "each message's source"),
+    ("DR", "documentRoot's value"),
+    ("PDR", "post_documentRoot's value"),
 ];
+
+/// What the per-message variable `name` stands for in sr3, if it is one.
+fn per_message(name: &str) -> Option<String> {
+    if let Some((_, what)) = PER_MESSAGE.iter().find(|(n, _)| *n == name) {
+        return Some(what.to_string());
+    }
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_digit()))
+        .then(|| format!("group {name} of the accept pattern that matched"))
+}
 
 /// What `${…}` can refer to at one point of the parse.
 pub(crate) struct VarScope<'a> {
@@ -70,11 +89,8 @@ impl VarScope<'_> {
         if KEPT_FOR_INSTANCE.contains(&name) {
             return Ok(None);
         }
-        if message_time
-            && (KEPT_FOR_MESSAGE.contains(&name)
-                || is_time_var(name)
-                || (!name.is_empty() && name.chars().all(|c| c.is_ascii_digit())))
-        {
+        let date = is_time_var(name);
+        if message_time && date {
             return Ok(None);
         }
         match name {
@@ -89,6 +105,16 @@ impl VarScope<'_> {
         }
         if let Some(value) = self.env.var(name) {
             return Ok(Some(value.to_string()));
+        }
+        if let Some(what) = per_message(name) {
+            return Err(format!(
+                "${{{name}}} is {what}, which sr3 fills in per message; pitcher does not (it expands only dates such as ${{YYYYMMDD}}, in directory, post_baseDir and baseDir): write the value itself"
+            ));
+        }
+        if date {
+            return Err(format!(
+                "${{{name}}} is a date sr3 fills in per message; pitcher does so only in directory, post_baseDir and baseDir: write the value itself here"
+            ));
         }
         Err(format!(
             "unknown variable ${{{name}}}: not an option or environment variable (define it with 'declare env {name}=…')"
@@ -190,12 +216,46 @@ mod tests {
             env: &env,
             cfg: &cfg,
         };
-        let d = "${HOME}/${YYYYMMDD}/${%H}/${PBD}/${1}";
-        assert_eq!(
-            s.expand(d, true).unwrap(),
-            "/home/bob/${YYYYMMDD}/${%H}/${PBD}/${1}"
-        );
-        assert!(s.expand("${YYYYMMDD}", false).is_err());
+        let d = "${HOME}/${YYYYMMDD}/${%H}";
+        assert_eq!(s.expand(d, true).unwrap(), "/home/bob/${YYYYMMDD}/${%H}");
+        let err = s.expand("${YYYYMMDD}", false).unwrap_err();
+        assert!(err.contains("a date sr3 fills in per message"), "{err}");
+    }
+
+    /// sr3 fills these in per message; pitcher's flows do not, so a
+    /// directory naming one would be wrong: an error saying what it is.
+    #[test]
+    fn per_message_variables_pitcher_does_not_expand_are_errors_saying_what_they_are() {
+        let (env, mut cfg) = scope_cfg();
+        let s = VarScope {
+            env: &env,
+            cfg: &cfg,
+        };
+        for (var, what) in [
+            ("${SOURCE}", "each message's source"),
+            (
+                "${BUPL}",
+                "the last directory of each message's baseUrl path",
+            ),
+            ("${PBD}", "post_baseDir's value"),
+            ("${1}", "group 1 of the accept pattern"),
+        ] {
+            for message_time in [true, false] {
+                let err = s.expand(&format!("/d/{var}"), message_time).unwrap_err();
+                assert!(err.starts_with(&format!("{var} is {what}")), "{err}");
+                assert!(
+                    err.contains("sr3 fills in per message; pitcher does not"),
+                    "{err}"
+                );
+            }
+        }
+        // As sr3 at parse time: an option of that name comes first.
+        cfg.source = Some("metpx".into());
+        let s = VarScope {
+            env: &env,
+            cfg: &cfg,
+        };
+        assert_eq!(s.expand("/d/${SOURCE}", true).unwrap(), "/d/metpx");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::filter;
 use super::Instance;
 use crate::broker::{BrokerError, Outgoing, Publisher};
 use crate::config::Config;
-use crate::message::Message;
+use crate::message::{Format, Message};
 use crate::state::retry::{RetryItem, RetryKind, RetryQueue};
 
 /// The announcement on post_exchange, if there is one, of `msg` delivered
@@ -86,11 +86,13 @@ async fn publish_tolerant(p: &mut dyn Publisher, msgs: &[Outgoing]) -> Result<u6
     }
 }
 
-/// Stores announcements for a later publish; false if it could not.
+/// Stores announcements for a later publish; false if it could not. The
+/// retry queue holds v03 bodies: a v02 announcement is kept as the v03 of
+/// the same message, and published in v02 again by [`repost`].
 fn keep_for_retry(retry: &mut RetryQueue, msgs: &[Outgoing], why: &str) -> bool {
     let items: Vec<RetryItem> = msgs
         .iter()
-        .map(|m| RetryItem::new(RetryKind::Post, m.body.clone(), &m.exchange, &m.topic, why))
+        .map(|m| RetryItem::new(RetryKind::Post, v03_body(m), &m.exchange, &m.topic, why))
         .collect();
     match retry.push(&items) {
         Ok(()) => true,
@@ -101,6 +103,35 @@ fn keep_for_retry(retry: &mut RetryQueue, msgs: &[Outgoing], why: &str) -> bool 
             );
             false
         }
+    }
+}
+
+/// The v03 body of an announcement.
+fn v03_body(m: &Outgoing) -> Vec<u8> {
+    if m.content_type.is_none() && m.headers.is_empty() {
+        return m.body.clone();
+    }
+    Message::decode(&m.topic, m.content_type.as_deref(), &m.body, &m.headers)
+        .map(|msg| msg.to_json().into_bytes())
+        .unwrap_or_else(|_| m.body.clone())
+}
+
+/// A kept announcement as this config publishes it now (v02 when
+/// post_format says so), to the exchange it was meant for.
+fn kept_outgoing(cfg: &Config, item: &RetryItem) -> Outgoing {
+    let as_kept = || Outgoing::new(&item.exchange, &item.topic, item.body.clone());
+    if super::post_format(cfg) == Format::V03 {
+        return as_kept();
+    }
+    match Message::from_json(&item.body) {
+        Ok(msg) => match super::outgoing(cfg, &msg) {
+            Some(o) => Outgoing {
+                exchange: item.exchange.clone(),
+                ..o
+            },
+            None => as_kept(),
+        },
+        Err(_) => as_kept(),
     }
 }
 
@@ -118,14 +149,7 @@ pub(super) async fn repost(
         *publisher = super::connect_publisher(inst).await;
     }
     let Some(p) = publisher.as_mut() else { return };
-    let msgs: Vec<Outgoing> = due
-        .iter()
-        .map(|i| Outgoing {
-            exchange: i.exchange.clone(),
-            topic: i.topic.clone(),
-            body: i.body.clone(),
-        })
-        .collect();
+    let msgs: Vec<Outgoing> = due.iter().map(|i| kept_outgoing(&inst.cfg, i)).collect();
     match publish_tolerant(p.as_mut(), &msgs).await {
         Ok(n) => {
             inst.metrics.posted += n;
@@ -140,5 +164,44 @@ pub(super) async fn repost(
             }
             *publisher = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Component;
+
+    #[test]
+    fn a_v02_announcement_is_kept_as_v03_and_published_again_as_v02() {
+        let mut cfg = Config::new(Component::Sender, "t");
+        cfg.post_exchange = Some("xs_u".into());
+        cfg.post_format = "v02".into();
+        cfg.post_topic_prefix = "v02.post".into();
+        let m = Message::for_link("sftp://h/d", "a/l", "t").with_rename("a/old".into());
+        let sent = super::super::outgoing(&cfg, &m).unwrap();
+        let kept = RetryItem::new(
+            RetryKind::Post,
+            v03_body(&sent),
+            "xs_other",
+            &sent.topic,
+            "e",
+        );
+        assert_eq!(Message::from_json(&kept.body).unwrap(), m);
+        let again = kept_outgoing(&cfg, &kept);
+        assert_eq!(
+            again,
+            Outgoing {
+                exchange: "xs_other".into(),
+                ..sent.clone()
+            }
+        );
+        // A v03 config publishes what was kept as it was kept.
+        cfg.post_format = "v03".into();
+        let v03 = kept_outgoing(&cfg, &kept);
+        assert_eq!(
+            v03,
+            Outgoing::new("xs_other", &sent.topic, kept.body.clone())
+        );
     }
 }

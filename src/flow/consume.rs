@@ -87,14 +87,10 @@ pub async fn run(
         _ => None,
     };
     let spec = QueueSpec {
-        name: crate::state::queue_name(&inst.paths, &cfg)?,
-        bindings: cfg.bindings.clone(),
-        durable: cfg.durable,
-        expire: cfg.expire,
-        message_ttl: cfg.message_age_max,
         // Two batches: the next one is already here when a pass ends, so
         // a pass never starts with the few that arrived since the last ack.
         prefetch: cfg.prefetch.max(2 * cfg.batch as u32),
+        ..QueueSpec::of_config(&cfg, crate::state::queue_name(&inst.paths, &cfg)?)
     };
     tracing::info!(
         "{component} {} instance {} starting: queue {}",
@@ -346,10 +342,10 @@ fn gather(
     // One read transaction for the pass's nodupe lookups (see
     // `NodupeCache::reading`).
     let each = || {
-        for d in ds {
+        for mut d in ds {
             inst.metrics.received += 1;
             inst.metrics.last_message = now_epoch();
-            let msg = match Message::from_json(&d.body) {
+            let msg = match super::decode_delivery(&mut d) {
                 Ok(m) => m,
                 Err(e) => {
                     set_aside(inst, &d, &e.to_string());
@@ -430,8 +426,10 @@ pub fn place(
 
 fn is_duplicate(nodupe: &Option<NodupeCache>, cfg: &Config, msg: &Message) -> bool {
     let Some(cache) = nodupe else { return false };
+    // Judged against the last key handled at its path (this pass's earlier
+    // messages included), so content changed back is new.
     let e = nodupe::entry_for(msg, cfg.nodupe_basis);
-    cache.is_duplicate(&e.key, &e.path).unwrap_or_else(|err| {
+    cache.is_duplicate(&e).unwrap_or_else(|err| {
         tracing::warn!("nodupe cache: {err}");
         false
     })

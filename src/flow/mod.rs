@@ -27,9 +27,9 @@ pub mod throttle;
 pub mod vip;
 pub mod watch;
 
-use crate::broker::{self, BrokerError, Outgoing, Publisher};
+use crate::broker::{self, BrokerError, Delivery, Outgoing, Publisher};
 use crate::config::Config;
-use crate::message::Message;
+use crate::message::{Format, Message, MessageError};
 use crate::state::metrics::Metrics;
 use crate::state::{InstanceFiles, Paths};
 use std::time::{Duration, Instant};
@@ -149,13 +149,58 @@ pub async fn run(inst: Instance) -> anyhow::Result<()> {
     }
 }
 
-/// The exchange and topic a message is published with by this config.
+/// The format this config publishes in (`post_format`, v03 or v02).
+pub fn post_format(cfg: &Config) -> Format {
+    Format::from_name(&cfg.post_format).unwrap_or(Format::V03)
+}
+
+/// The message as this config publishes it: on post_exchange, in
+/// post_format under post_topicPrefix. What v02 cannot carry is logged, one
+/// line for the message.
 pub fn outgoing(cfg: &Config, msg: &Message) -> Option<Outgoing> {
+    let exchange = cfg.post_exchange.clone()?;
+    let format = post_format(cfg);
+    let e = msg.encode(format, &cfg.post_topic_prefix);
+    if !e.lost.is_empty() {
+        tracing::warn!(
+            "post_format v02 cannot carry all of {}: {}",
+            msg.url(),
+            e.lost.join(", ")
+        );
+    }
     Some(Outgoing {
-        exchange: cfg.post_exchange.clone()?,
-        topic: msg.topic(&cfg.post_topic_prefix),
-        body: msg.to_json().into_bytes(),
+        exchange,
+        topic: e.topic,
+        body: e.body,
+        content_type: (format != Format::V03).then(|| e.content_type.to_string()),
+        headers: e.headers,
     })
+}
+
+/// Reads a delivery, v02 or v03 (see [`Message::decode`]).
+///
+/// A v02 delivery's body is then replaced by the v03 body of the same
+/// message, since what the flow keeps of a delivery (the retry queue) is
+/// v03. A v02 delivery that cannot be read gets its headers (as JSON) on a
+/// second line of its body, so the copy set aside holds all of it.
+pub(crate) fn decode_delivery(d: &mut Delivery) -> Result<Message, MessageError> {
+    let format = Format::of_received(&d.topic, d.content_type.as_deref(), &d.body);
+    let decoded = Message::decode(&d.topic, d.content_type.as_deref(), &d.body, &d.headers);
+    if format == Format::V02 {
+        match &decoded {
+            Ok(msg) => {
+                d.body = msg.to_json().into_bytes();
+                d.content_type = Some(Format::V03.content_type().to_string());
+                d.headers.clear();
+            }
+            Err(_) => {
+                d.body.push(b'\n');
+                d.body
+                    .extend(serde_json::to_vec(&d.headers).unwrap_or_default());
+            }
+        }
+    }
+    decoded
 }
 
 /// Connects a publisher to `post_broker`, retrying with backoff (up to
@@ -200,4 +245,65 @@ pub async fn connect_publisher(inst: &mut Instance) -> Option<Box<dyn Publisher>
 /// True for errors that say "try again later" rather than "never".
 pub fn is_transient(e: &BrokerError) -> bool {
     !matches!(e, BrokerError::Other(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Component;
+
+    fn cfg(format: &str, prefix: &str) -> Config {
+        let mut c = Config::new(Component::Watch, "t");
+        c.post_exchange = Some("xs_u".into());
+        c.post_format = format.into();
+        c.post_topic_prefix = prefix.into();
+        c
+    }
+
+    #[test]
+    fn outgoing_follows_post_format() {
+        let m = Message::for_link("file:/h", "a b/l", "t");
+        let v03 = outgoing(&cfg("v03", "v03"), &m).unwrap();
+        assert_eq!(
+            v03,
+            Outgoing::new("xs_u", "v03.a b", m.to_json().into_bytes())
+        );
+        let v02 = outgoing(&cfg("v02", "v02.post"), &m).unwrap();
+        assert_eq!(v02.topic, "v02.post.a b");
+        assert_eq!(v02.content_type.as_deref(), Some("text/plain"));
+        assert!(String::from_utf8_lossy(&v02.body).ends_with(" file:/h a%20b/l"));
+        assert_eq!(v02.headers["link"], "t");
+        assert!(v02.headers["sum"].starts_with("L,"));
+    }
+
+    #[test]
+    fn a_v02_delivery_is_read_and_kept_as_v03() {
+        let m = Message::for_remove("file:/h", "d/f");
+        let o = outgoing(&cfg("v02", "v02.post"), &m).unwrap();
+        let mut d = Delivery {
+            id: 1,
+            exchange: o.exchange,
+            topic: o.topic,
+            body: o.body,
+            content_type: None,
+            headers: o.headers,
+            redelivered: false,
+        };
+        assert_eq!(decode_delivery(&mut d).unwrap(), m);
+        assert_eq!(d.body, m.to_json().into_bytes());
+        // A v03 one is left as it came.
+        let before = d.clone();
+        decode_delivery(&mut d).unwrap();
+        assert_eq!(d, before);
+        // A bad v02 one keeps its headers for the copy set aside.
+        d.content_type = None;
+        d.body = b"20261129014903 two".to_vec();
+        let err = decode_delivery(&mut d).unwrap_err().to_string();
+        assert!(err.starts_with("bad v02 message:"), "{err}");
+        assert!(
+            d.body.ends_with(b" two\n{}"),
+            "{:?}",
+            String::from_utf8_lossy(&d.body)
+        );
+    }
 }

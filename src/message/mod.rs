@@ -1,6 +1,11 @@
-//! The v03 message: sr3's announcement of one file event.
+//! The message: sr3's announcement of one file event.
 //!
-//! One UTF-8 JSON object (sr3-behaviour.md §1.1). Reading is tolerant
+//! [`Message`] is the v03 message; v03 is one UTF-8 JSON object
+//! (sr3-behaviour.md §1.1). [`v02`] is the older encoding of the same
+//! message (a text body, string headers), and [`Format`] picks between the
+//! two for a received message ([`Message::decode`]) and for publishing
+//! ([`Message::encode`]); nothing outside this module knows either.
+//! Reading is tolerant
 //! (v02-style times without `T`, `integrity` → `identity`, `retPath` →
 //! `retrievePath`, `size` as a string, unknown fields kept in order); writing
 //! matches what Python's `json.dumps` emits (`", "` and `": "` separators,
@@ -13,20 +18,25 @@
 //! Submodules: [`timestamp`] (sr3's `YYYYMMDDTHHMMSS.f` times), `json`
 //! (reading and writing bodies), `pyjson` (Python's `json.dumps` bytes),
 //! `topic` (routing keys), `identity` (checksums and messages for files),
-//! `xattr_cache` (sr3's checksum cache in extended attributes).
+//! `xattr_cache` (sr3's checksum cache in extended attributes), [`v02`]
+//! (the v02 codec), `format` (choosing v02 or v03).
 
+mod format;
 mod identity;
 mod json;
 mod pyjson;
 pub mod timestamp;
 mod topic;
+pub mod v02;
 mod xattr_cache;
 
 #[cfg(test)]
 mod fixture_tests;
 
+pub use format::{Encoded, Format};
 pub use identity::{compute_identity, FileMessageOptions};
 pub use topic::unescape_topic_word;
+pub use v02::Headers;
 
 use serde_json::{Map, Value};
 
@@ -113,6 +123,9 @@ pub enum MessageError {
     /// `size` is neither a non-negative integer nor a string holding one.
     #[error("bad size {0}: not a non-negative integer")]
     BadSize(String),
+    /// A v02 message (body or headers) that cannot be read.
+    #[error("bad v02 message: {0}")]
+    V02(String),
     /// A time (pubTime, or any string given to [`timestamp::parse`]) that is
     /// not `YYYYMMDD[T]HHMMSS[.fraction]`.
     #[error("bad {field} {value:?}: {reason}")]

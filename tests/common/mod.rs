@@ -258,6 +258,7 @@ pub async fn side_consumer(
     p.declare_exchange(exchange).await.unwrap();
     let mut c = pitcher::broker::consumer(&url, paths, queue).await.unwrap();
     c.declare_queue(&pitcher::broker::QueueSpec {
+        queue_type: None,
         name: queue.to_string(),
         bindings: vec![pitcher::broker::Binding {
             exchange: exchange.into(),
@@ -286,4 +287,37 @@ pub fn unique(tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
+}
+
+/// A directory made immutable (`chattr +i`): creating, renaming or
+/// removing anything in it fails with EPERM, even for root, as a
+/// destination an operator must fix. Thawed when dropped.
+pub struct Frozen(pub PathBuf);
+
+impl Frozen {
+    /// Makes `dir` (and its parents) and freezes it.
+    pub fn new(dir: &Path) -> Frozen {
+        std::fs::create_dir_all(dir).unwrap();
+        let f = Frozen(dir.to_path_buf());
+        f.set("+i");
+        f
+    }
+
+    fn set(&self, flag: &str) {
+        let ok = Command::new("chattr")
+            .arg(flag)
+            .arg(&self.0)
+            .status()
+            .expect("chattr");
+        assert!(ok.success(), "chattr {flag} {}", self.0.display());
+    }
+
+    /// Thaws it now.
+    pub fn thaw(self) {}
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.set("-i");
+    }
 }

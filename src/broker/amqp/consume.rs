@@ -2,8 +2,9 @@
 //! deliveries (manual acks, at most `prefetch` unacked), ack or requeue
 //! them, and read the queue's depth.
 
+use super::nodes::Node;
 use super::{bounded, connect, connection_state, join_in_order, to_broker_error, AmqpOptions};
-use crate::broker::{BrokerError, Consumer, Delivery, QueueSpec};
+use crate::broker::{BrokerError, Consumer, Delivery, Headers, QueueSpec};
 use async_trait::async_trait;
 use futures_core::Stream;
 use lapin::options::{
@@ -43,6 +44,8 @@ fn next_serial() -> u64 {
 /// call), the other consumes, so a failed bind never cancels the consumer.
 pub struct AmqpConsumer {
     conn: Connection,
+    /// The node of the URL's list the connection went to.
+    node: Node,
     queue: String,
     opts: AmqpOptions,
     admin: Option<Channel>,
@@ -59,9 +62,10 @@ impl AmqpConsumer {
         queue: &str,
         opts: &AmqpOptions,
     ) -> Result<Self, BrokerError> {
-        let conn = connect(url, opts).await?;
+        let (conn, node) = connect(url, opts).await?;
         Ok(AmqpConsumer {
             conn,
+            node,
             queue: queue.to_string(),
             opts: opts.clone(),
             admin: None,
@@ -212,8 +216,48 @@ impl AmqpConsumer {
     }
 }
 
+/// A connection found lost when its consumer is dropped (the flows drop
+/// it to make another): its node goes to the back of the list.
+impl Drop for AmqpConsumer {
+    fn drop(&mut self) {
+        if !self.conn.status().connected() {
+            self.node.failed();
+        }
+    }
+}
+
+/// Application headers as strings: strings as they are, numbers and
+/// booleans written out (as Python's `str` would), anything else in
+/// lapin's notation.
+pub(super) fn headers(table: &FieldTable) -> Headers {
+    table
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), header_text(v)))
+        .collect()
+}
+
+fn header_text(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        AMQPValue::Boolean(b) => if *b { "True" } else { "False" }.to_string(),
+        AMQPValue::ShortShortInt(n) => n.to_string(),
+        AMQPValue::ShortShortUInt(n) => n.to_string(),
+        AMQPValue::ShortInt(n) => n.to_string(),
+        AMQPValue::ShortUInt(n) => n.to_string(),
+        AMQPValue::LongInt(n) => n.to_string(),
+        AMQPValue::LongUInt(n) => n.to_string(),
+        AMQPValue::LongLongInt(n) => n.to_string(),
+        AMQPValue::Float(n) => n.to_string(),
+        AMQPValue::Double(n) => n.to_string(),
+        AMQPValue::Timestamp(n) => n.to_string(),
+        AMQPValue::Void => String::new(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Queue arguments as sr3 sets them: `x-expires` and `x-message-ttl` in
-/// milliseconds, each only when configured. A 32-bit integer when it fits,
+/// milliseconds, and `x-queue-type` (queueType), each only when configured. A 32-bit integer when it fits,
 /// as sr3's client sends it, so a queue declared by sr3 is declared again
 /// with equivalent arguments.
 pub(super) fn queue_arguments(spec: &QueueSpec) -> FieldTable {
@@ -230,6 +274,12 @@ pub(super) fn queue_arguments(spec: &QueueSpec) -> FieldTable {
     }
     if let Some(ttl) = spec.message_ttl {
         args.insert("x-message-ttl".into(), ms(ttl));
+    }
+    if let Some(t) = spec.queue_type {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(t.name().into()),
+        );
     }
     args
 }
@@ -350,6 +400,13 @@ impl Consumer for AmqpConsumer {
                     id,
                     exchange: d.exchange.to_string(),
                     topic: d.routing_key.to_string(),
+                    content_type: d.properties.content_type().as_ref().map(|c| c.to_string()),
+                    headers: d
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .map(headers)
+                        .unwrap_or_default(),
                     body: d.data,
                     redelivered: d.redelivered,
                 }

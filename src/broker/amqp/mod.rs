@@ -32,10 +32,16 @@
 //! the broker to whoever consumes next, and acking them through the old
 //! consumer fails without touching anything else.
 //!
+//! Clusters: a URL may name several nodes (`amqp://u@h1:5682,h2:5683/`);
+//! a connection goes to the first that answers, a node that just failed
+//! tried last, so the new publisher or consumer made after a lost
+//! connection is on the next node at once ([`nodes`]).
+//!
 //! `amqps://` uses lapin's rustls with the aws-lc-rs provider (the only one
 //! compiled in) and the platform's trust store.
 
 mod consume;
+mod nodes;
 mod publish;
 
 #[cfg(test)]
@@ -136,7 +142,7 @@ where
     Fut: Future<Output = lapin::Result<()>>,
 {
     let opts = AmqpOptions::default();
-    let conn = connect(url, &opts).await?;
+    let (conn, _) = connect(url, &opts).await?;
     let ch = bounded(opts.timeout, what, conn.create_channel()).await?;
     let result = bounded(opts.timeout, what, op(ch)).await;
     // Close politely; dropping the connection would close it too.
@@ -223,21 +229,70 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A connection to the broker, bounded by `opts.timeout`.
-pub(crate) async fn connect(url: &url::Url, opts: &AmqpOptions) -> Result<Connection, BrokerError> {
+/// A connection to the broker, and which node of its list took it: the
+/// first that answers, in the order [`nodes::order`] gives (see
+/// [`nodes`]). A refusal (bad credentials, a vhost not there) is not
+/// tried on the other nodes: they share their users. Each attempt is
+/// bounded by `opts.timeout` (by [`nodes::PER_NODE`] at most when there
+/// are several).
+pub(crate) async fn connect(
+    url: &url::Url,
+    opts: &AmqpOptions,
+) -> Result<(Connection, nodes::Node), BrokerError> {
+    let list = crate::config::broker_nodes(url);
+    if list.len() == 1 {
+        let conn = connect_node(url, opts, opts.timeout).await?;
+        return Ok((conn, nodes::Node::single()));
+    }
+    let key = crate::config::redact_url(url);
+    let limit = opts.timeout.min(nodes::PER_NODE);
+    let mut failed = Vec::new();
+    for i in nodes::order(&key, list.len()) {
+        let node = nodes::Node::of(&key, i, list.len());
+        match connect_node(&list[i], opts, limit).await {
+            Ok(conn) => {
+                node.answered();
+                if !failed.is_empty() {
+                    tracing::warn!(
+                        "connected to broker {} ({}) after: {}",
+                        crate::config::redact_url(&list[i]),
+                        node.position().unwrap_or_default(),
+                        failed.join("; ")
+                    );
+                }
+                return Ok((conn, node));
+            }
+            Err(e @ BrokerError::Other(_)) => return Err(e),
+            Err(e) => {
+                node.failed();
+                failed.push(e.to_string());
+            }
+        }
+    }
+    Err(BrokerError::Connection(format!(
+        "no node of {key} answers: {}",
+        failed.join("; ")
+    )))
+}
+
+/// A connection to one node, bounded by `limit`.
+async fn connect_node(
+    url: &url::Url,
+    opts: &AmqpOptions,
+    limit: Duration,
+) -> Result<Connection, BrokerError> {
     let uri = amqp_uri(url, opts)?;
     let props =
         ConnectionProperties::default().with_connection_name(opts.connection_name.clone().into());
     let shown = crate::config::redact_url(url);
-    match tokio::time::timeout(opts.timeout, Connection::connect_uri(uri, props)).await {
+    match tokio::time::timeout(limit, Connection::connect_uri(uri, props)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(match classify(&e) {
             Failure::Refused(why) => BrokerError::Other(anyhow::anyhow!("{shown}: {why}")),
             _ => BrokerError::Connection(format!("cannot connect to {shown}: {e}")),
         }),
         Err(_) => Err(BrokerError::Connection(format!(
-            "cannot connect to {shown}: no answer within {:?}",
-            opts.timeout
+            "cannot connect to {shown}: no answer within {limit:?}"
         ))),
     }
 }
@@ -320,6 +375,11 @@ pub(crate) fn to_broker_error(e: &lapin::Error, what: &str, exchange: Option<&st
             }
             _ => BrokerError::Other(anyhow::anyhow!("{what}: {text}")),
         },
+        Failure::Refused(text) if text.contains("inequivalent arg") => BrokerError::Other(
+            anyhow::anyhow!(
+                "{what}: {text} (the queue exists with other settings, e.g. another queueType or durable: stop the config and `pitcher cleanup` it, which deletes the queue and what it holds, or keep the old settings)"
+            ),
+        ),
         Failure::Refused(text) => BrokerError::Other(anyhow::anyhow!("{what}: {text}")),
         Failure::Lost(text) => BrokerError::Connection(format!("{what}: {text}")),
     }

@@ -2,14 +2,15 @@
 //! confirm is awaited; returned (unroutable) messages, nacks and a channel
 //! closed by a 404 become the matching [`BrokerError`].
 
+use super::nodes::Node;
 use super::{
     bounded, classify, connect, connection_state, join_in_order, to_broker_error, AmqpOptions,
     Failure,
 };
-use crate::broker::{BrokerError, Outgoing, Publisher};
+use crate::broker::{BrokerError, Outgoing, Publisher, DEFAULT_CONTENT_TYPE};
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 
 /// Publishes to a RabbitMQ (or any AMQP 0-9-1) broker; see
@@ -22,6 +23,8 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 /// new publisher.
 pub struct AmqpPublisher {
     conn: Connection,
+    /// The node of the URL's list the connection went to.
+    node: Node,
     channel: Option<Channel>,
     opts: AmqpOptions,
     properties: BasicProperties,
@@ -38,9 +41,10 @@ const CONFIRM_CHUNK: usize = 200;
 
 impl AmqpPublisher {
     pub(super) async fn connect(url: &url::Url, opts: &AmqpOptions) -> Result<Self, BrokerError> {
-        let conn = connect(url, opts).await?;
+        let (conn, node) = connect(url, opts).await?;
         let mut publisher = AmqpPublisher {
             conn,
+            node,
             channel: None,
             opts: opts.clone(),
             properties: message_properties(opts.persistent),
@@ -92,7 +96,7 @@ impl AmqpPublisher {
                 m.topic.as_str().into(),
                 options,
                 &m.body,
-                self.properties.clone(),
+                with_message(&self.properties, m),
             )
         });
         let mut confirms = Vec::with_capacity(msgs.len());
@@ -153,13 +157,50 @@ impl AmqpPublisher {
     }
 }
 
+/// A connection found lost when its publisher is dropped (the flows drop
+/// it to make another): its node goes to the back of the list.
+impl Drop for AmqpPublisher {
+    fn drop(&mut self) {
+        if !self.conn.status().connected() {
+            self.node.failed();
+        }
+    }
+}
+
 /// The properties sr3 sends with a v03 message.
 fn message_properties(persistent: bool) -> BasicProperties {
     BasicProperties::default()
-        .with_content_type("application/json".into())
+        .with_content_type(DEFAULT_CONTENT_TYPE.into())
         .with_content_encoding("utf-8".into())
         .with_delivery_mode(if persistent { 2 } else { 1 })
         .with_headers(FieldTable::default())
+}
+
+/// `base` with the message's own content type and headers (long strings,
+/// as sr3's client sends Python strings), when it has them.
+fn with_message(base: &BasicProperties, m: &Outgoing) -> BasicProperties {
+    if m.content_type.is_none() && m.headers.is_empty() {
+        return base.clone();
+    }
+    let mut props = base.clone();
+    if let Some(ct) = &m.content_type {
+        props = props.with_content_type(ct.as_str().into());
+    }
+    let mut headers = FieldTable::default();
+    for (k, v) in &m.headers {
+        // A table key is a short string: a longer one cannot be sent.
+        match ShortString::try_new(k.as_str()) {
+            Ok(key) => {
+                headers.insert(key, AMQPValue::LongString(v.as_bytes().to_vec().into()));
+            }
+            Err(_) => tracing::warn!(
+                "header {}… longer than 255 bytes: not sent with {}",
+                k.chars().take(40).collect::<String>(),
+                m.topic
+            ),
+        }
+    }
+    props.with_headers(headers)
 }
 
 #[async_trait]

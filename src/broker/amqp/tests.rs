@@ -68,6 +68,7 @@ fn other_schemes_are_refused_without_showing_the_password() {
 #[test]
 fn queue_arguments_are_milliseconds_and_only_when_set() {
     let mut spec = QueueSpec {
+        queue_type: None,
         name: "q".into(),
         bindings: vec![],
         durable: true,

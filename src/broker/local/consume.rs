@@ -108,7 +108,7 @@ impl LocalConsumer {
                  WHERE id IN (SELECT id FROM messages
                               WHERE queue = ?1 AND lease_owner IS NULL
                               ORDER BY id LIMIT ?6)
-                 RETURNING id, exchange, topic, body, redelivered",
+                 RETURNING id, exchange, topic, body, redelivered, content_type, headers",
             )?;
             let limit = i64::try_from(room).unwrap_or(i64::MAX);
             let rows = stmt.query_map(
@@ -121,12 +121,18 @@ impl LocalConsumer {
                     limit
                 ],
                 |r| {
+                    let headers: Option<String> = r.get(6)?;
                     Ok(Delivery {
                         id: r.get::<_, i64>(0)? as u64,
                         exchange: r.get(1)?,
                         topic: r.get(2)?,
                         body: r.get(3)?,
                         redelivered: r.get(4)?,
+                        content_type: r.get(5)?,
+                        // Written by `publish` from a map of strings.
+                        headers: headers
+                            .and_then(|h| serde_json::from_str(&h).ok())
+                            .unwrap_or_default(),
                     })
                 },
             )?;

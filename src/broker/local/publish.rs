@@ -62,12 +62,23 @@ impl Publisher for LocalPublisher {
             let now = store::now_ms();
             let routes = route(tx, msgs, now)?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (queue, exchange, topic, body, published_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages
+                     (queue, exchange, topic, body, content_type, headers, published_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for (msg, queues) in msgs.iter().zip(&routes) {
+                let headers = (!msg.headers.is_empty())
+                    .then(|| serde_json::to_string(&msg.headers).unwrap_or_default());
                 for queue in queues {
-                    insert.execute(params![queue, msg.exchange, msg.topic, msg.body, now])?;
+                    insert.execute(params![
+                        queue,
+                        msg.exchange,
+                        msg.topic,
+                        msg.body,
+                        msg.content_type,
+                        headers,
+                        now
+                    ])?;
                 }
             }
             Ok(())

@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS messages (
     exchange       TEXT NOT NULL,
     topic          TEXT NOT NULL,
     body           BLOB NOT NULL,
+    content_type   TEXT,
+    headers        TEXT,
     published_ms   INTEGER NOT NULL,
     redelivered    INTEGER NOT NULL DEFAULT 0,
     deliveries     INTEGER NOT NULL DEFAULT 0,
@@ -109,10 +111,28 @@ pub(super) fn open(db_path: &Path, sync: Durability) -> Result<Connection, Broke
             )));
         }
         tx.execute_batch(SCHEMA)?;
+        add_message_columns(tx)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(())
     })?;
     Ok(conn)
+}
+
+/// Adds `content_type` and `headers` (a JSON object; NULL when there are
+/// none) to a `messages` table made before they existed. Both are NULL for
+/// the rows already there, and a pitcher without them ignores them, so the
+/// schema version stays.
+fn add_message_columns(tx: &Transaction) -> rusqlite::Result<()> {
+    let columns: Vec<String> = tx
+        .prepare("SELECT name FROM pragma_table_info('messages')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in ["content_type", "headers"] {
+        if !columns.iter().any(|c| c == column) {
+            tx.execute_batch(&format!("ALTER TABLE messages ADD COLUMN {column} TEXT"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Open an existing broker database without creating anything; `None` when

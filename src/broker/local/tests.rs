@@ -13,6 +13,7 @@ pub(super) const NO_WAIT: Duration = Duration::ZERO;
 
 pub(super) fn spec(name: &str, bindings: &[(&str, &str)], prefetch: u32) -> QueueSpec {
     QueueSpec {
+        queue_type: None,
         name: name.to_string(),
         bindings: bindings
             .iter()
@@ -29,11 +30,7 @@ pub(super) fn spec(name: &str, bindings: &[(&str, &str)], prefetch: u32) -> Queu
 }
 
 pub(super) fn msg(exchange: &str, topic: &str, body: &str) -> Outgoing {
-    Outgoing {
-        exchange: exchange.to_string(),
-        topic: topic.to_string(),
-        body: body.as_bytes().to_vec(),
-    }
+    Outgoing::new(exchange, topic, body.as_bytes().to_vec())
 }
 
 pub(super) fn db_in(dir: &tempfile::TempDir) -> PathBuf {
@@ -468,4 +465,49 @@ fn two_consumers_of_one_queue_never_share_a_delivery() {
             unacked: 0
         })
     );
+}
+
+#[tokio::test]
+async fn content_type_and_headers_travel_with_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let mut q = consumer(&db, &spec("q_a", &[("xpublic", "v02.post.#")], 0)).await;
+    let mut p = open_publisher(&db).unwrap();
+    p.declare_exchange("xpublic").await.unwrap();
+    let mut v02 = msg("xpublic", "v02.post.a", "20261129014903 file:/h a/f");
+    v02.content_type = Some("text/plain".into());
+    v02.headers.insert("sum".into(), "z,s".into());
+    v02.headers.insert("parts".into(), "1,3,1,0,0".into());
+    p.publish(&[v02.clone(), msg("xpublic", "v02.post", "{}")])
+        .await
+        .unwrap();
+    let got = q.get(10, NO_WAIT).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].content_type.as_deref(), Some("text/plain"));
+    assert_eq!(got[0].headers, v02.headers);
+    assert_eq!(
+        (got[1].content_type.as_deref(), got[1].headers.len()),
+        (None, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_before_headers_gains_the_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    open_publisher(&db).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE messages DROP COLUMN headers; ALTER TABLE messages DROP COLUMN content_type;",
+        )
+        .unwrap();
+    }
+    let mut q = consumer(&db, &spec("q_a", &[("xpublic", "#")], 0)).await;
+    let mut p = open_publisher(&db).unwrap();
+    p.declare_exchange("xpublic").await.unwrap();
+    let mut m = msg("xpublic", "v02.post", "b");
+    m.headers.insert("k".into(), "v".into());
+    p.publish(&[m]).await.unwrap();
+    assert_eq!(q.get(1, NO_WAIT).await.unwrap()[0].headers["k"], "v");
 }

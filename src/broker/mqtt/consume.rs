@@ -155,11 +155,16 @@ impl MqttConsumer {
                 self.next_id += 1;
                 let topic = String::from_utf8_lossy(&r.publish.topic);
                 let (exchange, topic) = delivery_topic(&topic);
+                let props = r.publish.properties.as_ref();
                 let d = Delivery {
                     id,
                     exchange,
                     topic,
                     body: r.publish.payload.to_vec(),
+                    content_type: props.and_then(|p| p.content_type.clone()),
+                    headers: props
+                        .map(|p| p.user_properties.iter().cloned().collect())
+                        .unwrap_or_default(),
                     redelivered: r.publish.dup || r.requeued,
                 };
                 self.handed.insert(id, r);

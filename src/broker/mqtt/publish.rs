@@ -85,9 +85,20 @@ impl MqttPublisher {
         let mut topics = Vec::with_capacity(msgs.len());
         for m in msgs {
             let topic = publish_topic(&m.exchange, &m.topic, &m.body);
+            // As sr3's MQTT moth: the content type, and v02's headers as
+            // user properties.
             let props = PublishProperties {
                 payload_format_indicator: Some(1),
-                content_type: Some(CONTENT_TYPE.to_string()),
+                content_type: Some(
+                    m.content_type
+                        .clone()
+                        .unwrap_or_else(|| CONTENT_TYPE.to_string()),
+                ),
+                user_properties: m
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 ..Default::default()
             };
             let queued = conn.client.publish_with_properties(

@@ -39,12 +39,17 @@ pub fn publish_topic(exchange: &str, topic: &str, body: &[u8]) -> String {
 /// The levels of the routing key, when the body's relPath explains it:
 /// the words of the prefix, then the relPath's directories whole.
 fn levels_from_rel_path(topic: &str, body: &[u8]) -> Option<Vec<String>> {
-    let msg: serde_json::Value = serde_json::from_slice(body).ok()?;
-    if msg.get("topic").is_some() {
-        // An explicit topic field overrides the derivation from relPath.
-        return None;
-    }
-    let rel_path = msg.get("relPath")?.as_str()?;
+    let rel_path = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(msg) => {
+            if msg.get("topic").is_some() {
+                // An explicit topic field overrides the derivation from relPath.
+                return None;
+            }
+            msg.get("relPath")?.as_str()?.to_string()
+        }
+        Err(_) => v02_rel_path(body)?,
+    };
+    let rel_path = rel_path.as_str();
     let mut dirs: Vec<&str> = rel_path.split('/').collect();
     dirs.pop();
     let dir_words = dirs
@@ -62,6 +67,14 @@ fn levels_from_rel_path(topic: &str, body: &[u8]) -> Option<Vec<String>> {
     let mut levels: Vec<String> = words(prefix).into_iter().map(unescape_topic_word).collect();
     levels.extend(dirs.iter().map(|d| d.to_string()));
     Some(levels)
+}
+
+/// The relPath of a v02 body (`<pubTime> <baseUrl> <relPath>`, with ` `
+/// and `#` written `%20` and `%23`).
+fn v02_rel_path(body: &[u8]) -> Option<String> {
+    let line = std::str::from_utf8(body).ok()?.lines().next()?;
+    let rel = line.split(' ').nth(2).filter(|r| !r.is_empty())?;
+    Some(rel.replace("%20", " ").replace("%23", "#"))
 }
 
 /// The topic filter of one binding, shared by every consumer of `queue`:
@@ -172,6 +185,15 @@ mod tests {
     fn a_dot_in_a_directory_name_stays_inside_its_level() {
         let t = publish_topic("x", "v03.a.b.c", &body("a.b/c/f"));
         assert_eq!(t, "x/v03/a.b/c");
+    }
+
+    #[test]
+    fn a_v02_body_names_its_relpath_too() {
+        let body = b"20261129014903.5 file:/h a.b/c%20d/f.txt";
+        assert_eq!(
+            publish_topic("x", "v02.post.a.b.c d", body),
+            "x/v02/post/a.b/c d"
+        );
     }
 
     #[test]

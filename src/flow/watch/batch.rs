@@ -123,6 +123,42 @@ impl Batch {
         moved_out_dirs
     }
 
+    /// Something is entering the trees at `p`: every directory still
+    /// waiting for its `IN_MOVED_TO` whose path is `p`, above it or below it
+    /// has left the trees (the other half of a rename comes right after the
+    /// first, before anything else can be done at its old path). Each
+    /// becomes a removal, in its own place, and is returned, so its watches
+    /// go before the newcomer's are set: the same directory moved back in
+    /// keeps its watch descriptors, which forgetting it at the end of the
+    /// batch would remove.
+    pub(super) fn resolve_moved_out_dirs_at(&mut self, p: &Path) -> Vec<PathBuf> {
+        let overlapping: Vec<u32> = self
+            .pending_moves
+            .iter()
+            .filter(|(_, &index)| {
+                matches!(self.slots.get(index), Some(Slot::MovedFrom { path, is_dir: true })
+                    if path.starts_with(p) || p.starts_with(path))
+            })
+            .map(|(&cookie, _)| cookie)
+            .collect();
+        let mut out = Vec::new();
+        for cookie in overlapping {
+            let Some(index) = self.pending_moves.remove(&cookie) else {
+                continue;
+            };
+            if let Some(slot) = self.slots.get_mut(index) {
+                if let Slot::MovedFrom { path, is_dir } = std::mem::replace(slot, Slot::Empty) {
+                    out.push(path.clone());
+                    *slot = Slot::Event(FsEvent::Removed {
+                        path,
+                        was_dir: is_dir,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// The events of the batch, in order. Unpaired moves still waiting
     /// count as moved out.
     pub(super) fn finish(mut self) -> Vec<FsEvent> {
@@ -203,6 +239,39 @@ mod tests {
             was_dir: false,
         };
         assert_eq!(batch.finish(), vec![file("/h/x"), removed, file("/h/x")]);
+    }
+
+    #[test]
+    fn a_directory_entering_where_one_left_resolves_the_move_out_at_once() {
+        let mut batch = Batch::new();
+        batch.push_moved_from(1, "/h/d".into(), true);
+        batch.push_moved_from(2, "/h/d/sub".into(), true);
+        batch.push_moved_from(3, "/h/e".into(), true);
+        batch.push_moved_from(4, "/h/d2".into(), true);
+        batch.push_moved_from(5, "/h/x".into(), false);
+        let mut resolved = batch.resolve_moved_out_dirs_at(Path::new("/h/d"));
+        resolved.sort();
+        assert_eq!(resolved, vec![PathBuf::from("/h/d"), "/h/d/sub".into()]);
+        batch.push(FsEvent::Dir("/h/d".into()));
+        assert!(batch.take_moved_from(1).is_none());
+        assert_eq!(batch.take_moved_from(3), Some(PathBuf::from("/h/e")));
+        let mut left = batch.resolve_moved_out();
+        left.sort();
+        assert_eq!(left, vec![PathBuf::from("/h/d2")]);
+        let removed = |p: &str, was_dir| FsEvent::Removed {
+            path: p.into(),
+            was_dir,
+        };
+        assert_eq!(
+            batch.finish(),
+            vec![
+                removed("/h/d", true),
+                removed("/h/d/sub", true),
+                removed("/h/d2", true),
+                removed("/h/x", false),
+                FsEvent::Dir("/h/d".into()),
+            ]
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //!   overflows; runs on the watcher's own thread.
 //! * `table`: which directory each inotify watch descriptor stands for.
 //! * `batch`: coalescing of one batch of events.
+//! * `unpublished`: the inventory as it will be once what waits to be
+//!   published is.
 
 mod batch;
 pub mod inventory;
@@ -16,6 +18,7 @@ pub mod run;
 mod table;
 mod tracker;
 pub mod tree;
+mod unpublished;
 
 #[cfg(test)]
 mod tests;

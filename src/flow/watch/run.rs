@@ -8,17 +8,23 @@
 //! for sr3's 5 s `sleep`. Announcements that cannot be published (broker
 //! down, no queue bound yet) wait in memory and are retried with backoff;
 //! the inventory is written only after a publish succeeds, so a crash in
-//! between only repeats an announcement.
+//! between only repeats an announcement. Meanwhile events are judged
+//! against the inventory as it will be once they are out
+//! ([`Unpublished`]), and a removal is published only if its path is still
+//! gone by then ([`Announcer::settle_removals`]): whatever order the events
+//! of a move out and back, a delete and re-create or a rename away and back
+//! arrive in, the last announcement for a path says what is there.
 
 use super::inventory::{Change, Inventory, Kind, Seen};
 use super::tree::{FsEvent, TreeWatcher};
+use super::unpublished::Unpublished;
 use crate::broker::{BrokerError, Outgoing, Publisher};
 use crate::config::Config;
 use crate::flow::{filter, Instance};
 use crate::message::{FileMessageOptions, Message};
 use crate::state::nodupe::{self, NodupeCache, NodupeEntry};
 use anyhow::Context;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -90,7 +96,12 @@ async fn run_active(
         base_url: &base_url,
     };
     let mut pending: Vec<Pending> = Vec::new();
-    pending.extend(ann.reconcile(&roots, &watcher.scan(), &inventory));
+    // The changes of `pending`, for judging new events by.
+    let mut unpublished = Unpublished::default();
+    for item in ann.reconcile(&roots, &watcher.scan(), &inventory) {
+        unpublished.apply(&item.changes);
+        pending.push(item);
+    }
     tracing::info!(
         "watch {} started on {}: {} to announce from the start-up scan",
         cfg.name,
@@ -100,7 +111,6 @@ async fn run_active(
     let mut publisher = crate::flow::connect_publisher(&mut inst).await;
     let mut delay = Duration::from_millis(200);
     let mut said_unroutable = false;
-    let mut removed: HashSet<PathBuf> = HashSet::new();
     // Events read but not yet turned into announcements.
     let mut backlog: std::collections::VecDeque<FsEvent> = Default::default();
     while !inst.stopping() && vip.still_here() {
@@ -109,10 +119,16 @@ async fn run_active(
                 publisher = crate::flow::connect_publisher(&mut inst).await;
             }
             if let Some(p) = publisher.as_mut() {
+                if ann.settle_removals(&mut pending) {
+                    unpublished.clear();
+                    for item in &pending {
+                        unpublished.apply(&item.changes);
+                    }
+                }
                 match publish(&mut inst, p.as_mut(), &mut inventory, &mut nodupe, &pending).await {
                     Ok(()) => {
                         pending.clear();
-                        removed.clear();
+                        unpublished.clear();
                         delay = Duration::from_millis(200);
                         said_unroutable = false;
                     }
@@ -157,7 +173,7 @@ async fn run_active(
                     // the burst can return it to the system.
                     backlog.shrink_to(IDLE_CAPACITY);
                     pending.shrink_to(IDLE_CAPACITY);
-                    removed.shrink_to(IDLE_CAPACITY);
+                    unpublished.shrink();
                 }
                 Ok(evs) => backlog.extend(evs),
                 Err(e) => tracing::error!("reading file events: {e}"),
@@ -171,8 +187,17 @@ async fn run_active(
             while let Some(ev) = backlog.pop_front() {
                 inst.metrics.received += 1;
                 inst.metrics.last_message = crate::flow::now_epoch();
-                match ann.event(ev, &inventory, &mut removed) {
-                    Ok(items) => pending.extend(items),
+                let known = Known {
+                    inv: &inventory,
+                    unpublished: &unpublished,
+                };
+                match ann.event(ev, known) {
+                    Ok(items) => {
+                        for item in items {
+                            unpublished.apply(&item.changes);
+                            pending.push(item);
+                        }
+                    }
                     Err(e) => tracing::warn!("{e}"),
                 }
                 if started.elapsed() >= ANNOUNCE_EVERY {
@@ -216,8 +241,11 @@ async fn publish(
     let mut sift = || {
         for item in pending {
             if let Some(cache) = nodupe.as_ref() {
+                // Judged against the last key announced at its path (the
+                // earlier ones of this publish included): unchanged is a
+                // duplicate, content changed back to an older version is not.
                 let e = nodupe::entry_for(&item.msg, cfg.nodupe_basis);
-                let recorded = cache.recorded(&e.key, &e.path).unwrap_or_else(|err| {
+                let recorded = cache.recorded(&e).unwrap_or_else(|err| {
                     tracing::warn!("nodupe cache: {err}");
                     None
                 });
@@ -285,11 +313,36 @@ fn why_duplicate(item: &Pending, r: nodupe::Recorded, cfg: &Config) -> String {
         format!("{age:.0}s")
     };
     let ttl = cfg.nodupe_ttl.as_secs_f64();
-    if r.changed_since {
-        format!("{path} (back to the content announced {age} ago, not the last one announced; nodupe_ttl {ttl}s)")
-    } else {
-        format!("{path} (unchanged since announced {age} ago; nodupe_ttl {ttl}s)")
+    format!("{path} (unchanged since announced {age} ago; nodupe_ttl {ttl}s)")
+}
+
+/// The inventory as it will be once the waiting announcements are
+/// published.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    inv: &'a Inventory,
+    unpublished: &'a Unpublished,
+}
+
+impl Known<'_> {
+    fn get(&self, p: &Path) -> Option<Seen> {
+        self.unpublished.get(p, self.inv).ok().flatten()
     }
+
+    fn under(&self, root: &Path) -> Result<HashMap<PathBuf, Seen>, String> {
+        self.unpublished
+            .under(root, self.inv)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The path and kind (directory or not) a removal announcement is about.
+fn removal_of(item: &Pending) -> Option<(&Path, bool)> {
+    let op = item.msg.file_op.as_ref().filter(|o| o.remove)?;
+    item.changes.iter().find_map(|c| match c {
+        Change::Remove(p) => Some((p.as_path(), op.directory)),
+        Change::Put(..) => None,
+    })
 }
 
 /// Turns file system facts into announcements for one watch config.
@@ -317,20 +370,15 @@ impl Announcer<'_> {
     }
 
     /// The announcement of what is at `p` now (file, link or directory);
-    /// `None` when it vanished, is unchanged since announced (when
-    /// `use_inventory`), is rejected, or its kind of event is off.
-    fn present(
-        &self,
-        p: &Path,
-        inventory: &Inventory,
-        use_inventory: bool,
-    ) -> Result<Option<Pending>, String> {
+    /// `None` when it vanished, is unchanged since announced (when `known`
+    /// is given), is rejected, or its kind of event is off.
+    fn present(&self, p: &Path, known: Option<Known>) -> Result<Option<Pending>, String> {
         let meta = match std::fs::symlink_metadata(p) {
             Ok(m) => m,
             Err(_) => return Ok(None),
         };
         let seen = Seen::of(&meta);
-        if use_inventory && inventory.get(p).ok().flatten() == Some(seen) {
+        if known.is_some_and(|k| k.get(p) == Some(seen)) {
             return Ok(None);
         }
         let rel = self.rel_path(p)?;
@@ -372,37 +420,25 @@ impl Announcer<'_> {
     /// The announcements that `p` is gone: for a directory, first every
     /// announced path below it not yet announced gone (a tree moved out of
     /// the watch gives one event for its top only), deepest first.
-    fn gone(
-        &self,
-        p: &Path,
-        was_dir: bool,
-        inv: &Inventory,
-        removed: &mut HashSet<PathBuf>,
-    ) -> Result<Vec<Pending>, String> {
+    /// Paths already announced gone (and not back since) are not again.
+    fn gone(&self, p: &Path, was_dir: bool, known: Known) -> Result<Vec<Pending>, String> {
         let mut out = Vec::new();
         if was_dir {
-            let mut below: Vec<(PathBuf, Seen)> = inv
-                .under(p)
-                .map_err(|e| e.to_string())?
+            let mut below: Vec<(PathBuf, Seen)> = known
+                .under(p)?
                 .into_iter()
-                .filter(|(q, _)| q != p && !removed.contains(q))
+                .filter(|(q, _)| q != p)
                 .collect();
             below.sort_by(|a, b| b.0.cmp(&a.0));
             for (q, s) in below {
-                out.extend(self.gone_one(&q, s.kind == Kind::Dir, removed)?);
+                out.extend(self.gone_one(&q, s.kind == Kind::Dir)?);
             }
         }
-        out.extend(self.gone_one(p, was_dir, removed)?);
+        out.extend(self.gone_one(p, was_dir)?);
         Ok(out)
     }
 
-    fn gone_one(
-        &self,
-        p: &Path,
-        was_dir: bool,
-        removed: &mut HashSet<PathBuf>,
-    ) -> Result<Option<Pending>, String> {
-        removed.insert(p.to_path_buf());
+    fn gone_one(&self, p: &Path, was_dir: bool) -> Result<Option<Pending>, String> {
         let rel = self.rel_path(p)?;
         let ev = &self.cfg.file_events;
         let msg = match was_dir {
@@ -417,21 +453,13 @@ impl Announcer<'_> {
     }
 
     /// Announcements for one event.
-    fn event(
-        &self,
-        ev: FsEvent,
-        inv: &Inventory,
-        removed: &mut HashSet<PathBuf>,
-    ) -> Result<Vec<Pending>, String> {
+    fn event(&self, ev: FsEvent, known: Known) -> Result<Vec<Pending>, String> {
         Ok(match ev {
             FsEvent::File(p) | FsEvent::Link(p) | FsEvent::Dir(p) => {
-                removed.remove(&p);
-                self.present(&p, inv, true)?.into_iter().collect()
+                self.present(&p, Some(known))?.into_iter().collect()
             }
-            FsEvent::Removed { path, was_dir } => self.gone(&path, was_dir, inv, removed)?,
-            FsEvent::Renamed { from, to, is_dir } => {
-                self.renamed(&from, &to, is_dir, inv, removed)?
-            }
+            FsEvent::Removed { path, was_dir } => self.gone(&path, was_dir, known)?,
+            FsEvent::Renamed { from, to, is_dir } => self.renamed(&from, &to, is_dir, known)?,
         })
     }
 
@@ -440,15 +468,16 @@ impl Announcer<'_> {
     /// destination renames instead of copying again); otherwise (e.g.
     /// `x.tmp` → `x`) it is announced as a new file. When nothing at the
     /// new name is accepted (`x` → `x.tmp`), the old one is announced gone.
+    /// What counts as announced includes what waits to be published (`a` →
+    /// `b` → `a` in quick succession is two renames).
     fn renamed(
         &self,
         from: &Path,
         to: &Path,
         is_dir: bool,
-        inv: &Inventory,
-        removed: &mut HashSet<PathBuf>,
+        known_now: Known,
     ) -> Result<Vec<Pending>, String> {
-        let known = inv.under(from).map_err(|e| e.to_string())?;
+        let known = known_now.under(from)?;
         let mut targets = vec![(from.to_path_buf(), to.to_path_buf())];
         if is_dir {
             for e in walkdir::WalkDir::new(to).min_depth(1).into_iter().flatten() {
@@ -459,8 +488,7 @@ impl Announcer<'_> {
         }
         let mut out: Vec<Pending> = Vec::new();
         for (old, new) in targets {
-            removed.remove(&new);
-            let Some(mut item) = self.present(&new, inv, false)? else {
+            let Some(mut item) = self.present(&new, None)? else {
                 continue;
             };
             if let (true, Some(old_text)) = (known.contains_key(&old), old.to_str()) {
@@ -470,7 +498,7 @@ impl Announcer<'_> {
         }
         if !known.is_empty() {
             if out.is_empty() {
-                return self.gone(from, is_dir, inv, removed);
+                return self.gone(from, is_dir, known_now);
             }
             // The old names are gone from the inventory once this is out.
             out[0].changes.insert(0, Change::Remove(from.to_path_buf()));
@@ -478,24 +506,90 @@ impl Announcer<'_> {
         Ok(out)
     }
 
+    /// Just before publishing: a removal must not go out for a path that
+    /// exists again (moved back in, re-created, renamed back, possibly after
+    /// its event was read), lest the destination lose what the hot
+    /// directory has. When a later waiting announcement puts that path, the
+    /// removal is dropped; otherwise what is there now is announced in its
+    /// place. A path now holding another kind of thing (a directory where a
+    /// file was) still has the old one's removal go out, before the new one.
+    /// Returns whether `pending` changed.
+    fn settle_removals(&self, pending: &mut Vec<Pending>) -> bool {
+        if !pending.iter().any(|item| removal_of(item).is_some()) {
+            return false;
+        }
+        let mut last_put: HashMap<PathBuf, usize> = HashMap::new();
+        for (i, item) in pending.iter().enumerate() {
+            for c in &item.changes {
+                if let Change::Put(p, _) = c {
+                    last_put.insert(p.clone(), i);
+                }
+            }
+        }
+        let mut changed = false;
+        for (i, item) in std::mem::take(pending).into_iter().enumerate() {
+            let Some((path, was_dir)) = removal_of(&item).map(|(p, d)| (p.to_path_buf(), d)) else {
+                pending.push(item);
+                continue;
+            };
+            let path = path.as_path();
+            let is_dir = match std::fs::symlink_metadata(path) {
+                Ok(meta) => meta.is_dir(),
+                Err(_) => {
+                    pending.push(item);
+                    continue;
+                }
+            };
+            if is_dir != was_dir {
+                pending.push(item);
+                continue;
+            }
+            changed = true;
+            if last_put.get(path).is_some_and(|&j| j > i) {
+                tracing::debug!("{} is back: its removal is not announced", path.display());
+                continue;
+            }
+            match self.present(path, None) {
+                Ok(Some(now)) => {
+                    tracing::info!(
+                        "{} is back: announced as it is instead of removed",
+                        path.display()
+                    );
+                    pending.push(now);
+                }
+                // Gone again after all: the removal stands.
+                Ok(None) if std::fs::symlink_metadata(path).is_err() => pending.push(item),
+                // There, but not announced (rejected, or its kind of event
+                // is off): nothing goes out for it.
+                Ok(None) => {}
+                Err(e) => tracing::warn!("{e}; its removal is not announced either"),
+            }
+        }
+        changed
+    }
+
     /// Compares a start-up scan of the `roots` with the inventory: announces what
     /// is new or changed, and what was announced but is gone.
     fn reconcile(&self, roots: &[PathBuf], scan: &[FsEvent], inv: &Inventory) -> Vec<Pending> {
         let mut out = Vec::new();
         let mut present = HashSet::new();
+        let nothing_waits = Unpublished::default();
+        let known = Known {
+            inv,
+            unpublished: &nothing_waits,
+        };
         for ev in scan {
             let p = match ev {
                 FsEvent::File(p) | FsEvent::Link(p) | FsEvent::Dir(p) => p,
                 _ => continue,
             };
             present.insert(p.clone());
-            match self.present(p, inv, true) {
+            match self.present(p, Some(known)) {
                 Ok(Some(item)) => out.push(item),
                 Ok(None) => {}
                 Err(e) => tracing::warn!("{e}"),
             }
         }
-        let mut removed = HashSet::new();
         let mut gone: Vec<(PathBuf, Seen)> = roots
             .iter()
             .flat_map(|r| inv.under(r).unwrap_or_default())
@@ -503,7 +597,7 @@ impl Announcer<'_> {
             .collect();
         gone.sort_by(|a, b| b.0.cmp(&a.0));
         for (p, s) in gone {
-            match self.gone_one(&p, s.kind == Kind::Dir, &mut removed) {
+            match self.gone_one(&p, s.kind == Kind::Dir) {
                 Ok(Some(item)) => out.push(item),
                 Ok(None) => {}
                 Err(e) => tracing::warn!("{e}"),

@@ -212,6 +212,38 @@ async fn renames_pair_by_cookie_and_unpaired_halves_are_moves_out_or_in() {
 }
 
 #[tokio::test]
+async fn a_directory_moved_out_and_straight_back_in_is_removed_then_new_and_still_watched() {
+    let hot = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let (h, o) = (hot.path(), outside.path());
+    fs::create_dir_all(h.join("d/sub")).unwrap();
+    fs::write(h.join("d/sub/f"), "f").unwrap();
+    let mut w = watch(h);
+    for round in 0..20 {
+        fs::rename(h.join("d"), o.join("d")).unwrap();
+        fs::rename(o.join("d"), h.join("d")).unwrap();
+        let events = collect_all_of(
+            &mut w,
+            &[
+                removed(h.join("d"), true),
+                dir(h.join("d")),
+                dir(h.join("d/sub")),
+                file(h.join("d/sub/f")),
+            ],
+        )
+        .await;
+        assert!(
+            position(&events, &removed(h.join("d"), true)) < position(&events, &dir(h.join("d"))),
+            "round {round}: {events:?}"
+        );
+        // Its watches (and its subdirectory's) are in place.
+        let new = h.join(format!("d/sub/new{round}"));
+        fs::write(&new, "n").unwrap();
+        collect_all_of(&mut w, &[file(new)]).await;
+    }
+}
+
+#[tokio::test]
 async fn a_file_written_under_a_temp_name_then_renamed_is_a_file_then_a_rename() {
     let hot = tempfile::tempdir().unwrap();
     let h = hot.path();

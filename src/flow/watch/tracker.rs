@@ -196,6 +196,7 @@ impl Tracker {
     /// report what is already inside, since files may have been created
     /// before the watch was in place (`mkdir -p a/b/c`, `mv` of a tree).
     fn new_dir(&mut self, path: PathBuf, batch: &mut Batch) {
+        self.forget_moved_out_at(&path, batch);
         batch.push(FsEvent::Dir(path.clone()));
         if self.recursive {
             self.scan_into(&path, batch);
@@ -246,6 +247,9 @@ impl Tracker {
     /// one that was not watched yet (renamed before its `IN_CREATE` was
     /// handled) is watched and scanned now.
     fn renamed(&mut self, from: PathBuf, to: PathBuf, is_dir: bool, batch: &mut Batch) {
+        if is_dir {
+            self.forget_moved_out_at(&to, batch);
+        }
         let rewatched = is_dir && self.recursive && !self.table.rename_subtree(&from, &to);
         batch.push(FsEvent::Renamed {
             from,
@@ -254,6 +258,17 @@ impl Tracker {
         });
         if rewatched {
             self.scan_into(&to, batch);
+        }
+    }
+
+    /// A directory enters the trees at `path`: the directories that left
+    /// from there (or above, or below) in this batch are moved out for
+    /// good, and their watches go now, before the newcomer's are set (a
+    /// directory moved out and straight back in would otherwise lose its
+    /// watches when the batch ends).
+    fn forget_moved_out_at(&mut self, path: &Path, batch: &mut Batch) {
+        for dir in batch.resolve_moved_out_dirs_at(path) {
+            self.table.forget_subtree(&dir, true);
         }
     }
 
