@@ -19,14 +19,28 @@ pub struct PidLock {
 impl PidLock {
     /// Takes `path` for this process. `Ok(None)` when another live process
     /// holds it.
+    ///
+    /// Taking is serialized by an exclusive lock on `<path>.lock`, a file
+    /// that is never renamed nor removed: without it, two takers could both
+    /// find the pid file free and both rename theirs into place, each
+    /// believing it holds the lock. Under that lock a fresh file is locked,
+    /// written, then renamed into place, so the final path never names an
+    /// unlocked file of a live process.
     pub fn acquire(path: &Path) -> io::Result<Option<PidLock>> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut gate_name = path.as_os_str().to_os_string();
+        gate_name.push(".lock");
+        let gate = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(gate_name))?;
+        // Held only while taking: released when `gate` is dropped.
+        gate.lock()?;
         if read_live(path).is_some() {
             return Ok(None);
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        // Lock a fresh file first, then rename it into place: the final
-        // path never names an unlocked file of a live process.
         let tmp = dir.join(format!(".pid.{}.tmp", std::process::id()));
         let mut file = OpenOptions::new()
             .create(true)
@@ -39,6 +53,7 @@ impl PidLock {
         })?;
         file.write_all(std::process::id().to_string().as_bytes())?;
         std::fs::rename(&tmp, path)?;
+        drop(gate);
         Ok(Some(PidLock {
             _file: file,
             path: path.to_path_buf(),
@@ -102,6 +117,32 @@ mod tests {
         drop(lock);
         assert!(!p.exists());
         assert_eq!(read_live(&p), None);
+    }
+
+    #[test]
+    fn of_many_racing_takers_exactly_one_holds_the_pid_file() {
+        // Each thread opens its own file descriptions, so flock treats the
+        // threads as it treats processes.
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..40 {
+            let p = dir.path().join(format!("race_{round:02}.pid"));
+            let start = std::sync::Arc::new(std::sync::Barrier::new(12));
+            let takers: Vec<_> = (0..12)
+                .map(|_| {
+                    let (p, start) = (p.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        PidLock::acquire(&p).unwrap()
+                    })
+                })
+                .collect();
+            let held: Vec<PidLock> = takers
+                .into_iter()
+                .filter_map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(held.len(), 1, "round {round}: {} holders", held.len());
+            assert!(read_live(&p).is_some());
+        }
     }
 
     #[test]
