@@ -11,7 +11,7 @@ pub fn run(paths: &Paths, specs: &[String]) -> anyhow::Result<ExitCode> {
     let (configs, mut code) = super::select_stopped(paths, specs, "clean up")?;
     for (component, name) in configs {
         if let Ok(cfg) = load(paths, component, &name) {
-            if let (Some(url), true) = (&cfg.broker, super::declare::consumes(&cfg)) {
+            if let (Some(url), true) = (&cfg.broker, cfg.component.consumes()) {
                 let q = crate::state::queue_name(paths, &cfg)?;
                 let deleted = match url.scheme() {
                     "local" => crate::broker::local::delete_queue(&paths.local_broker_db(), &q)

@@ -18,7 +18,7 @@ pub async fn declare_config(paths: &Paths, cfg: &Config) -> anyhow::Result<Vec<S
             crate::config::redact_url(url)
         ));
     }
-    if let (Some(url), true) = (&cfg.broker, consumes(cfg)) {
+    if let (Some(url), true) = (&cfg.broker, cfg.component.consumes()) {
         let spec = QueueSpec::of_config(cfg, crate::state::queue_name(paths, cfg)?);
         let mut c = broker::consumer(url, paths, &spec.name).await?;
         if let Err(e) = c.declare_queue(&spec).await {
@@ -39,12 +39,6 @@ pub async fn declare_config(paths: &Paths, cfg: &Config) -> anyhow::Result<Vec<S
         done.push(format!("queue {} bound to {}", spec.name, binds.join(", ")));
     }
     Ok(done)
-}
-
-/// Whether the component reads a queue (a watch or post only publishes).
-pub fn consumes(cfg: &Config) -> bool {
-    use crate::config::Component::*;
-    !matches!(cfg.component, Watch | Post | Cpost | Poll)
 }
 
 /// `pitcher declare [configs]`.

@@ -26,6 +26,15 @@ pub enum Component {
 }
 
 impl Component {
+    /// Whether the component reads a queue (a watch, post, cpost or poll
+    /// only publishes).
+    pub fn consumes(self) -> bool {
+        !matches!(
+            self,
+            Component::Watch | Component::Post | Component::Cpost | Component::Poll
+        )
+    }
+
     /// Every component, in sr3's order.
     pub const ALL: [Component; 11] = [
         Component::Cpost,

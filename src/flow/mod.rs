@@ -130,13 +130,7 @@ impl Instance {
     }
 }
 
-/// Seconds since the epoch.
-pub fn now_epoch() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+pub use crate::state::now_epoch;
 
 /// Runs the component of `inst.cfg` until a stop is asked for.
 pub async fn run(inst: Instance) -> anyhow::Result<()> {

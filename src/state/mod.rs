@@ -11,6 +11,7 @@
 pub mod metrics;
 pub mod nodupe;
 pub mod pidfile;
+pub mod proc;
 pub mod retry;
 pub mod sqlite;
 
@@ -253,4 +254,13 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Seconds since the epoch, as a float: the time unit of the stores,
+/// metrics and reports.
+pub fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -40,8 +40,5 @@ pub fn read_together<T>(conn: &Connection, f: impl FnOnce() -> T) -> T {
 
 /// Seconds since the epoch, as a float (the stores' time unit).
 pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    super::now_epoch()
 }

@@ -164,7 +164,7 @@ pub const HUNG_AFTER: std::time::Duration = std::time::Duration::from_secs(450);
 /// when it has written neither yet).
 pub fn silent_for(paths: &Paths, component: Component, name: &str, n: u32) -> Option<f64> {
     let files = InstanceFiles::new(paths, component, name, n);
-    let now = crate::flow::now_epoch();
+    let now = crate::state::now_epoch();
     let mtime = |p: PathBuf| {
         std::fs::metadata(p)
             .and_then(|m| m.modified())

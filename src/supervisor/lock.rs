@@ -41,7 +41,7 @@ pub fn try_sanitizing(paths: &Paths) -> io::Result<Option<Sanitizing>> {
             use std::io::Write;
             let mut w = &f;
             let _ = f.set_len(0);
-            let _ = write!(w, "{} {}", std::process::id(), crate::flow::now_epoch());
+            let _ = write!(w, "{} {}", std::process::id(), crate::state::now_epoch());
             Ok(Some(Sanitizing(f)))
         }
         Err(TryLockError::WouldBlock) => Ok(None),

@@ -117,20 +117,7 @@ fn wait_for_supervisor(paths: &Paths, limit: Duration) -> Option<i32> {
     None
 }
 
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
+use crate::state::proc::alive;
 
 /// Stops processes gracefully: SIGTERM, then SIGKILL for those still alive
 /// after `grace`. Returns the pids that had to be killed.

@@ -162,26 +162,6 @@ pub fn state_dir_from_env(env: &[OsString]) -> PathBuf {
         })
 }
 
-/// How long ago process `pid` started, in seconds.
-pub fn age(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces and parentheses).
-    let rest = stat.rsplit_once(')')?.1;
-    let start_ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|h| *h > 0)
-        .unwrap_or(100) as f64;
-    Some((uptime - start_ticks / hz).max(0.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,19 +193,6 @@ mod tests {
         assert_eq!(state, Some(PathBuf::from("/s")));
         let (role, state) = parse_args(&args(&["pitcher", "supervise"])).unwrap();
         assert_eq!((role, state), (Role::Supervisor, None));
-    }
-
-    #[test]
-    fn a_fresh_process_is_young() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let a = age(child.id() as i32);
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(a.is_some_and(|a| a < 3.0), "{a:?}");
-        assert!(age(-1).is_none());
     }
 
     #[test]

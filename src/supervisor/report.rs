@@ -4,7 +4,7 @@
 //! counts, and `/proc` for memory, CPU time and strays. No daemon or broker
 //! is asked, so a report of 100 configs takes milliseconds.
 
-use super::procinfo::{self, InstanceProcess, ProcUsage};
+use super::procinfo::{self, ProcUsage};
 use crate::config::{self, Component};
 use crate::state::metrics::{Metrics, LAG_BUCKETS};
 use crate::state::{pidfile, retry, Paths};
@@ -106,14 +106,6 @@ pub struct Report {
     pub totals: Totals,
 }
 
-/// Whether the component reads a queue (a watch or post only publishes).
-fn consumes(c: Component) -> bool {
-    !matches!(
-        c,
-        Component::Watch | Component::Post | Component::Cpost | Component::Poll
-    )
-}
-
 /// The row of one config.
 pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
     let cfg = config::load(&paths.config_dir, component, name);
@@ -126,7 +118,7 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
     };
     let foreground = live.iter().any(|(n, _)| *n == 0);
     let running = live.len() as u32;
-    let now = crate::flow::now_epoch();
+    let now = crate::state::now_epoch();
     let mut r = Row {
         config: format!("{component}/{name}"),
         state: String::new(),
@@ -214,7 +206,7 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
     }
     r.queued = metrics_queued;
     if let Ok(c) = &cfg {
-        if consumes(component) && c.broker.as_ref().is_some_and(|u| u.scheme() == "local") {
+        if component.consumes() && c.broker.as_ref().is_some_and(|u| u.scheme() == "local") {
             // Exact, from the embedded broker itself.
             if let Ok(q) = crate::state::queue_name(paths, c) {
                 if let Ok(Some(s)) = crate::broker::local::queue_stats(&paths.local_broker_db(), &q)
@@ -335,9 +327,10 @@ pub fn strays(paths: &Paths) -> Vec<Stray> {
                 .map(|(_, p)| p),
         );
     }
-    procinfo::instance_processes(&paths.state_dir)
+    super::procs::pitcher_processes(paths)
         .into_iter()
-        .filter(|InstanceProcess { pid, .. }| !known.contains(pid))
+        .filter(|p| matches!(p.role, super::procs::Role::Instance { .. }))
+        .filter(|p| !known.contains(&p.pid))
         .map(|p| Stray {
             pid: p.pid,
             cmdline: p.cmdline,

@@ -12,7 +12,7 @@
 use super::health::{self, ConfigReport, InstanceReport, SupervisorReport};
 use super::{live_instances, spawn_instance, started_marker, stop_pids, systemd};
 use crate::config::{self, Component};
-use crate::flow::now_epoch;
+use crate::state::now_epoch;
 use crate::state::Paths;
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -270,22 +270,13 @@ fn end_hung(
     while t0.elapsed() < Duration::from_secs(5)
         && killed
             .iter()
-            .any(|p| kill(Pid::from_raw(*p), None).is_ok() && !zombie(*p))
+            .any(|p| crate::state::proc::alive(*p))
     {
         std::thread::sleep(Duration::from_millis(50));
     }
     killed
 }
 
-fn zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
 
 /// Processes younger than this are not judged: a supervisor may have just
 /// started them, before they took their pid file.
@@ -310,7 +301,7 @@ fn end_strays(
         else {
             continue;
         };
-        if *no == 0 || skip.contains(&p.pid) || procs::age(p.pid).is_none_or(|a| a < YOUNG) {
+        if *no == 0 || skip.contains(&p.pid) || crate::state::proc::age(p.pid).is_none_or(|a| a.as_secs_f64() < YOUNG) {
             continue;
         }
         let why = match started
@@ -351,7 +342,7 @@ fn end_strays(
 fn keep_supervisor(paths: &Paths, opts: &Options, findings: &mut Vec<Finding>) -> Option<i32> {
     if let Some(pid) = pidfile::read_live(&paths.supervisor_pid()) {
         let silent = health::running_supervisor(paths)
-            .map(|r| crate::flow::now_epoch() - r.updated)
+            .map(|r| crate::state::now_epoch() - r.updated)
             .unwrap_or(0.0);
         if silent <= opts.supervisor_hung_after.as_secs_f64() {
             return Some(pid);

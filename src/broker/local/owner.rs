@@ -55,8 +55,9 @@ enum ProcState {
 }
 
 fn read_proc_stat(pid: u32) -> ProcState {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => parse_stat(&stat),
+    match crate::state::proc::stat(pid) {
+        Ok(s) if s.is_zombie() => ProcState::Zombie,
+        Ok(s) => ProcState::Running { start: s.start },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // No /proc at all (not Linux, or not mounted) tells nothing.
             if std::path::Path::new("/proc/self/stat").exists() {
@@ -66,21 +67,6 @@ fn read_proc_stat(pid: u32) -> ProcState {
             }
         }
         Err(_) => ProcState::Unknown,
-    }
-}
-
-/// `/proc/<pid>/stat` is `pid (comm) state ppid … starttime …`; comm may hold
-/// spaces and parentheses, so the fields are counted after the last `)`.
-fn parse_stat(stat: &str) -> ProcState {
-    let Some(close) = stat.rfind(')') else {
-        return ProcState::Unknown;
-    };
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    // fields[0] is field 3 (state), so field 22 (starttime) is fields[19].
-    match (fields.first(), fields.get(19).map(|s| s.parse::<u64>())) {
-        (Some(&"Z"), _) | (Some(&"X"), _) => ProcState::Zombie,
-        (Some(_), Some(Ok(start))) => ProcState::Running { start },
-        _ => ProcState::Unknown,
     }
 }
 
@@ -130,18 +116,5 @@ mod tests {
         let (a, b) = (Owner::new(), Owner::new());
         assert_eq!((a.pid, a.start), (b.pid, b.start));
         assert_ne!(a.token, b.token);
-    }
-
-    #[test]
-    fn stat_with_spaces_and_parentheses_in_comm_parses() {
-        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 \
-                    1000 100 18446744073709551615";
-        assert!(matches!(
-            parse_stat(stat),
-            ProcState::Running { start: 987654 }
-        ));
-        let zombie = "42 (x) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 0 0";
-        assert!(matches!(parse_stat(zombie), ProcState::Zombie));
-        assert!(matches!(parse_stat("garbage"), ProcState::Unknown));
     }
 }
