@@ -11,13 +11,17 @@
 //! * [`message`]: the v03 message: fields, JSON both ways, topics, identity;
 //!   v02, its older encoding, both ways.
 //! * [`flow`]: the loop every component runs (gather → filter → nodupe →
-//!   work → post → ack) and one module per component (watch, sender, post).
-//! * [`broker`]: where messages wait: one trait, and its implementations
-//!   (the embedded SQLite queue `local:`, later AMQP and MQTT).
-//! * [`transfer`]: how bytes move: one trait, and its implementations
-//!   (`file:` now; sftp and scp next).
+//!   work → post → ack) and one module per component (watch, post, sender,
+//!   subscribe), with autoclean and vip beside them.
+//! * [`broker`]: where messages wait: one pair of traits, and their
+//!   implementations: the embedded SQLite queue `local:`, RabbitMQ (`amqp:`)
+//!   and MQTT 5 (`mqtt:`).
+//! * [`transfer`]: how bytes move: a destination trait and a source trait,
+//!   and their implementations: `file:` (confined beneath its root by
+//!   `openat2`), `sftp://` with scp for large files, and `http(s)://` for
+//!   downloads.
 //! * [`state`]: where things live on disk: XDG paths, pid files, the nodupe
-//!   cache, the retry queue, per-instance metrics.
+//!   cache, the retry queue, per-instance metrics, and `/proc`.
 //! * [`supervisor`]: starting instances as child processes, stopping them,
 //!   and telling which are alive.
 //! * [`cli`]: one module per verb; the only place that prints.

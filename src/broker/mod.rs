@@ -3,8 +3,8 @@
 //! One pair of traits, [`Publisher`] and [`Consumer`], and a factory that
 //! turns a broker URL into an implementation: `local:` is the embedded
 //! SQLite queue ([`local`]); `amqp://` and `amqps://` are RabbitMQ through
-//! lapin ([`amqp`]); `mqtt://` comes next. Nothing above this module knows
-//! which one it talks to.
+//! lapin ([`amqp`]); `mqtt://` and `mqtts://` are MQTT 5 through rumqttc
+//! ([`mqtt`]). Nothing above this module knows which one it talks to.
 //!
 //! The contract every implementation keeps:
 //! * `publish` returns only once every message is durably held by the broker
@@ -194,6 +194,6 @@ pub async fn consumer(
 
 fn unsupported(scheme: &str) -> BrokerError {
     BrokerError::Other(anyhow::anyhow!(
-        "broker scheme '{scheme}:' is not supported yet (known: local:, amqp:, amqps:)"
+        "broker scheme '{scheme}:' is not supported (known: local:, amqp:, amqps:, mqtt:, mqtts:)"
     ))
 }

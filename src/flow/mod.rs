@@ -27,7 +27,7 @@ pub mod throttle;
 pub mod vip;
 pub mod watch;
 
-use crate::broker::{self, BrokerError, Delivery, Outgoing, Publisher};
+use crate::broker::{self, Delivery, Outgoing, Publisher};
 use crate::config::Config;
 use crate::message::{Format, Message, MessageError};
 use crate::state::metrics::Metrics;
@@ -234,11 +234,6 @@ pub async fn connect_publisher(inst: &mut Instance) -> Option<Box<dyn Publisher>
         }
         delay = (delay * 2).min(Duration::from_secs(10));
     }
-}
-
-/// True for errors that say "try again later" rather than "never".
-pub fn is_transient(e: &BrokerError) -> bool {
-    !matches!(e, BrokerError::Other(_))
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub mod sanity;
 pub mod systemd;
 
 use crate::config::Component;
-use crate::state::{pidfile, InstanceFiles, Paths};
+use crate::state::{pidfile, Paths};
 use std::path::PathBuf;
 
 pub use health::{health, supervisor_is_systemd, Health};
@@ -76,7 +76,3 @@ pub fn live_instances(paths: &Paths, component: Component, name: &str) -> Vec<(u
     out
 }
 
-/// The files of instance `n` (for callers that only have names).
-pub fn instance_files(paths: &Paths, component: Component, name: &str, n: u32) -> InstanceFiles {
-    InstanceFiles::new(paths, component, name, n)
-}

@@ -152,7 +152,12 @@ async fn root_of(c: &Connection, at: At<'_>, make: Option<u32>, what: &str) -> i
         "" => ".",
         r => r,
     };
-    let found = match canonical(c, Path::new(text), what).await? {
+    // OpenSSH's realpath accepts a missing last component: look.
+    let existing = match canonical(c, Path::new(text), what).await? {
+        Some(p) if is_dir_at(c, &p).await => Some(p),
+        _ => None,
+    };
+    let found = match existing {
         Some(p) => Some(p),
         None => match make {
             Some(mode) => {
