@@ -598,3 +598,37 @@ async fn a_name_of_255_bytes_arrives_and_one_of_256_is_refused() {
         .expect_err("256 bytes");
     assert!(pitcher::transfer::is_permanent(&e), "{e}");
 }
+
+/// A destination root that does not exist yet is made by the first
+/// `mkdirs` of it (OpenSSH's realpath answers for a missing last
+/// component, so asking it is not enough), and files land in it.
+#[tokio::test]
+#[ignore = "needs the loopback sshd: bash scripts/test.sh"]
+async fn a_missing_root_is_made_and_files_land_in_it() {
+    let _g = SSHD.read().await;
+    let h = harness();
+    let t = transport(&h);
+    let (rel, abs) = scratch(&h, "newroot");
+    let root = format!("{rel}/not/yet");
+    let local = tempfile::tempdir().expect("tempdir");
+    let f = local_file(local.path(), "f", b"in the new root");
+    let at = |p: &str| -> pitcher::transfer::At<'static> {
+        let root: &'static str = Box::leak(root.clone().into_boxed_str());
+        pitcher::transfer::At::new(root, Box::leak(p.to_string().into_boxed_str()))
+    };
+    assert!(t
+        .stat(at(&format!("{root}/f")))
+        .await
+        .expect("stat")
+        .is_none());
+    t.mkdirs(at(&root), 0o755)
+        .await
+        .expect("mkdirs of the root");
+    t.put(&f, at(&format!("{root}/f")), PutMode::CreateNew)
+        .await
+        .expect("put at the root");
+    assert_eq!(
+        std::fs::read(abs.join("not/yet/f")).expect("f"),
+        b"in the new root"
+    );
+}
