@@ -440,3 +440,20 @@ fn byte_rate_max_holds_five_megabytes_to_at_least_two_seconds() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn stop_of_everything_says_what_it_stopped() {
+    let env = Env::new();
+    queue_pair(&env, "instances 2");
+    env.ok(&["start", "sender/q"]);
+    assert!(
+        wait_until(LIMIT, || env.instance_pids("sender/q").len() == 2),
+        "{}",
+        env.logs()
+    );
+    let out = env.ok(&["stop"]);
+    assert!(out.contains("stopped the supervisor (pid "), "{out}");
+    assert!(out.contains("stopped sender/q (2 instances)"), "{out}");
+    let again = env.ok(&["stop"]);
+    assert!(again.contains("nothing was running"), "{again}");
+}
