@@ -32,7 +32,7 @@ impl Failure {
             SftpError::UnsupportedExtension(ext) => {
                 Failure::Status(SftpErrorKind::OpUnsupported, ext.to_string())
             }
-            other => Failure::Link(other.to_string()),
+            other => Failure::Link(concise(&other.to_string())),
         }
     }
 
@@ -68,6 +68,28 @@ impl Failure {
             ),
         }
     }
+}
+
+/// A lost connection's error in words. Some of the clients' errors print
+/// their internal state (`Session(NativeMuxImpl(Session { tempdir: … }))`):
+/// that goes to the debug log only.
+fn concise(text: &str) -> String {
+    if text.contains("NativeMuxImpl") || text.contains("Session {") || text.len() > 300 {
+        tracing::debug!("sftp connection error in full: {text}");
+        let head: String = text
+            .split(['(', '{', ':'])
+            .next()
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(80)
+            .collect();
+        return match head.as_str() {
+            "" | "Session" => "the ssh session ended".to_string(),
+            h => format!("{h} (the ssh session ended)"),
+        };
+    }
+    text.to_string()
 }
 
 /// The `io::ErrorKind` of an SFTP v3 status.
@@ -110,6 +132,18 @@ mod tests {
         assert!(matches!(f, Failure::Link(_)));
         let e = f.into_io("sftp rename a");
         assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted);
+    }
+
+    #[test]
+    fn internal_dumps_stay_out_of_error_text() {
+        let dump = "Session(NativeMuxImpl(Session { tempdir: Some(TempDir { path: \"/tmp/.ssh-connection\" }), ctl: \"/tmp/x\" }))";
+        let s = concise(dump);
+        assert!(
+            !s.contains("NativeMuxImpl") && !s.contains("tempdir"),
+            "{s}"
+        );
+        assert!(s.contains("ssh session ended"), "{s}");
+        assert_eq!(concise("channel closed"), "channel closed");
     }
 
     #[test]
