@@ -6,7 +6,8 @@
 #
 # What it starts: RabbitMQ on 127.0.0.1:5672 (if not up), the loopback sshd
 # harness (scripts/sshd-harness.sh), metpx-sr3 in its venv (as
-# scripts/test.sh installs it), a release build of pitcher. Then, for
+# scripts/test.sh installs it), a release build of pitcher with debug info
+# (`--profile profiling`, target/profiling/pitcher). Then, for
 # pitcher and for sr3 alike, the hot-directory tutorial's configs: a watch
 # posting to RabbitMQ (amqp://guest@127.0.0.1/, credentials.conf) and a
 # sender (instances 5, accelThreshold 1M, inflight .tmp, nodupe_ttl on,
@@ -31,7 +32,9 @@
 # the limit only), BENCH_KEEP=1 (leave the work dir), BENCH_PAUSE=1 (wait,
 # daemons running, before cleaning up: for profiling), BENCH_MEM_FILES,
 # BENCH_PITCHER (another build of pitcher to measure), BENCH_INSTANCES (senders;
-# 5 by default).
+# 5 by default), BENCH_SKIP_CLUSTER=1 (no run on the 3-node RabbitMQ
+# cluster of scripts/rabbitmq-cluster.sh, which `small` adds), BENCH_NO_RECEIPTS=1 (pitcher without delivery receipts:
+# `receiptTimeout 0` in the watch, `report off` in the sender).
 # All in one function, read whole before it runs: bash reads a script as it
 # goes, and an edit to this file during a run would otherwise break it.
 main() {
@@ -82,9 +85,11 @@ fi
 if [ -n "${BENCH_PITCHER:-}" ]; then
   PITCHER=$BENCH_PITCHER # another build, to compare
 else
-  say "building pitcher (release)"
-  cargo build --release --quiet
-  PITCHER=$PWD/target/release/pitcher
+  # Release code with debug info (Cargo.toml's profiling profile), so a
+  # profiler (BENCH_PAUSE=1, then perf) sees function names and lines.
+  say "building pitcher (release, with debug info: --profile profiling)"
+  cargo build --profile profiling --quiet
+  PITCHER=$PWD/target/profiling/pitcher
 fi
 
 # Hot and remote directories on tmpfs: on this VM's ext4, creating files
@@ -115,17 +120,22 @@ cleanup() {
     while [ -e "$WORK/pause" ]; do sleep 1; done
   fi
   "$PITCHER" stop >/dev/null 2>&1
+  # The watch's receipts queue: named in its state, which cleanup removes.
+  local rq
+  rq=$(cat "$WORK"/state/watch/to_hpfx/*.receipts.qname 2>/dev/null || true)
   "$PITCHER" cleanup watch/to_hpfx sender/to_hpfx >/dev/null 2>&1
   if [ "$SR3" = 1 ] && [ -d "$SR3HOME/.config/sr3" ]; then
     sr3 stop >/dev/null 2>&1
     sr3 cleanup >/dev/null 2>&1
   fi
   # sr3's venv has an AMQP client: remove this run's exchanges with it.
-  "$SR3_VENV/bin/python" - "$EXCHANGE" "${EXCHANGE}_sr3" "xs_guest_${TAG}_on_hpfx" <<'PY' >/dev/null 2>&1
-import amqp, sys
+  RQ=$rq "$SR3_VENV/bin/python" - "$EXCHANGE" "${EXCHANGE}_sr3" "xs_guest_${TAG}_on_hpfx" "xr_guest_${TAG}" <<'PY' >/dev/null 2>&1
+import amqp, os, sys
 c = amqp.Connection("127.0.0.1", userid="guest", password="guest")
 c.connect()
 ch = c.channel()
+if os.environ.get("RQ"):
+    ch.queue_delete(os.environ["RQ"])
 for x in sys.argv[1:]:
     ch.exchange_delete(x)
 c.close()
@@ -354,6 +364,7 @@ path $P_HOT
 nodupe_ttl on
 reject .*.tmp$
 accept .*
+report_exchange xr_guest_${TAG}
 EOF
 cat > "$WORK/config/sender/to_hpfx.conf" <<EOF
 broker amqp://guest@127.0.0.1/
@@ -367,7 +378,12 @@ nodupe_ttl on
 reject .*.tmp$
 accept .*
 post_baseDir $RDIR/pitcher
+report_exchange xr_guest_${TAG}
 EOF
+if [ "${BENCH_NO_RECEIPTS:-0}" = 1 ]; then
+  echo "receiptTimeout 0" >> "$WORK/config/watch/to_hpfx.conf"
+  echo "report off" >> "$WORK/config/sender/to_hpfx.conf"
+fi
 [ "${BENCH_NO_POST:-0}" = 1 ] || cat >> "$WORK/config/sender/to_hpfx.conf" <<EOF
 post_broker amqp://guest@127.0.0.1/
 post_exchange xs_guest_${TAG}_on_hpfx
@@ -611,6 +627,44 @@ if wants memory; then
     sleep 3
     mem_row sr3 "memory after $N_SR3_MEM files (sr3)"
   fi
+fi
+
+# ----------------------------------------------------------------- cluster
+# The same small-files run through the 3-node RabbitMQ cluster of
+# scripts/rabbitmq-cluster.sh (started here if it is not up, stopped after
+# if so), the configs naming every node, the sender's queue a quorum queue:
+# a pitcher installation of its own, copied from the one above.
+if wants small && [ "${BENCH_SKIP_CLUSTER:-0}" != 1 ]; then
+  cluster_was_up=0
+  bash scripts/rabbitmq-cluster.sh status >/dev/null 2>&1 && cluster_was_up=1
+  say "the 3-node RabbitMQ cluster"
+  bash scripts/rabbitmq-cluster.sh start >/dev/null
+  C_HOT=$WORK/hot/cluster
+  C_URL=amqp://guest@127.0.0.1:5682,127.0.0.1:5683,127.0.0.1:5684/
+  mkdir -p "$C_HOT"
+  rmkdir "$RDIR/cluster"
+  cp -r "$WORK/config" "$WORK/cluster-config"
+  printf 'amqp://guest:guest@127.0.0.1:5682/\n' > "$WORK/cluster-config/credentials.conf"
+  for f in "$WORK"/cluster-config/*/to_hpfx.conf; do
+    sed -i -e "s#amqp://guest@127.0.0.1/#$C_URL#" -e "s#$P_HOT#$C_HOT#g" \
+      -e "s#$RDIR/pitcher#$RDIR/cluster#g" "$f"
+  done
+  echo "queueType quorum" >> "$WORK/cluster-config/sender/to_hpfx.conf"
+  cpitcher() { PITCHER_CONFIG_DIR=$WORK/cluster-config PITCHER_STATE_DIR=$WORK/cluster-state "$PITCHER" "$@"; }
+  say "starting pitcher on the cluster (watch + sender ×$INSTANCES)"
+  cpitcher start >&2
+  sleep 3
+  say "small files, pitcher on the cluster: $N_SMALL × 4 KiB in 50 directories"
+  mkdir -p "$C_HOT/s4k"
+  rmkdir "$RDIR/cluster/s4k"
+  j=$(drv drop "$C_HOT/s4k" "$RDIR/cluster/s4k" s4k_ "$N_SMALL" 4096 50 0 $((120 + N_SMALL / 10)))
+  say "pitcher cluster s4k: $j"
+  result "$N_SMALL × 4 KiB, 50 dirs, 3-node cluster (files/s)" pitcher "$(field "$j" files_s ,.0f)"
+  [ "$(field "$j" got)" = "$N_SMALL" ] || result "$N_SMALL × 4 KiB, 3-node cluster: delivered" pitcher "$(field "$j" got)/$N_SMALL"
+  cpitcher stop >/dev/null 2>&1 || true
+  cpitcher cleanup watch/to_hpfx sender/to_hpfx >/dev/null 2>&1 || true
+  rm -rf "$RDIR/cluster"
+  [ "$cluster_was_up" = 1 ] || bash scripts/rabbitmq-cluster.sh stop >/dev/null 2>&1 || true
 fi
 
 # Per process, for the curious: the last memory figures.

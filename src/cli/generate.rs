@@ -111,7 +111,12 @@ fn verb_pages(
     man.render(&mut text)?;
     let mut see = Roff::new();
     see.control("SH", ["SEE ALSO"]);
-    see.text([bold("pitcher"), roman("(1), "), bold("pitcher-options"), roman("(5)")]);
+    see.text([
+        bold("pitcher"),
+        roman("(1), "),
+        bold("pitcher-options"),
+        roman("(5)"),
+    ]);
     see.to_writer(&mut text)?;
     out.push(write(dir, &format!("{name}.1"), &text)?);
     names.push(name);
@@ -146,9 +151,11 @@ fn top_page(cmd: &Command, verbs: &[String]) -> anyhow::Result<Vec<u8>> {
     r.text([
         roman("A config is named "),
         italic("component/name"),
-        roman(" (e.g. sender/to_hpfx), a bare component (all of its configs) or a shell \
+        roman(
+            " (e.g. sender/to_hpfx), a bare component (all of its configs) or a shell \
                wildcard; verbs that take configs act on all of them when none is named. \
-               The config keywords are in "),
+               The config keywords are in ",
+        ),
         bold("pitcher-options"),
         roman("(5)."),
     ]);
@@ -244,7 +251,9 @@ fn options_page() -> Vec<u8> {
         ["PITCHER-OPTIONS", "5", &date, &source, "pitcher manual"],
     );
     r.control("SH", ["NAME"]);
-    r.text([roman("pitcher-options - the keywords of pitcher's config files")]);
+    r.text([roman(
+        "pitcher-options - the keywords of pitcher's config files",
+    )]);
     r.control("SH", ["SYNOPSIS"]);
     r.text([
         bold("~/.config/pitcher/"),
@@ -362,14 +371,27 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        for want in ["pitcher.1", "pitcher-start.1", "pitcher-systemd-install.1", "pitcher-options.5"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        for want in [
+            "pitcher.1",
+            "pitcher-start.1",
+            "pitcher-systemd-install.1",
+            "pitcher-options.5",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
-        assert!(!names.iter().any(|n| n.contains("instance") || n.contains("generate") || n.contains("help")));
+        assert!(!names
+            .iter()
+            .any(|n| n.contains("instance") || n.contains("generate") || n.contains("help")));
         let options = std::fs::read_to_string(dir.path().join("pitcher-options.5")).unwrap();
         for (keyword, doc) in descriptions::implemented() {
             assert!(doc.is_some(), "{keyword} undocumented");
-            assert!(options.contains(&format!("\\fB{keyword}\\fR")), "{keyword} not in the page");
+            assert!(
+                options.contains(&format!("\\fB{keyword}\\fR")),
+                "{keyword} not in the page"
+            );
         }
         let top = std::fs::read_to_string(dir.path().join("pitcher.1")).unwrap();
         assert!(top.contains("pitcher\\-options") && top.contains("PITCHER_CONFIG_DIR"));
