@@ -810,3 +810,75 @@ fn v02_rename_link_and_remove_round_trip_between_pitcher_and_sr3() {
         .iter()
         .any(|(_, m)| m.rel_path == "r/f2.txt" && m.file_op.as_ref().is_some_and(|o| o.remove)));
 }
+
+/// The README's tutorial sender (`post_baseUrl sftp://<user>@hpfx/<the
+/// remote directory>`, `post_baseDir <the remote directory>`) announces what
+/// it put over sftp, and a Python `sr3 subscribe` downloads each file over
+/// sftp from where the announcement says: sr3 reads the URL's path as
+/// absolute, as pitcher now does.
+#[test]
+#[ignore = "needs metpx-sr3, RabbitMQ and the sshd harness: bash scripts/test.sh"]
+fn sr3_subscribe_downloads_over_sftp_what_the_readme_sender_announced() {
+    let home = PathBuf::from(
+        std::env::var("PITCHER_SSHD_HOME").expect("PITCHER_SSHD_HOME: run bash scripts/test.sh"),
+    );
+    let user = std::env::var("PITCHER_SSHD_USER").expect("PITCHER_SSHD_USER");
+    let ssh_config =
+        std::env::var("PITCHER_SSH_CONFIG").expect("PITCHER_SSH_CONFIG: run bash scripts/test.sh");
+    let env = Env::new();
+    let rt = rt();
+    let out = format!("xs_guest_{}", unique("i9"));
+    let remote = home.join("on_hpfx").join(unique("readme"));
+    let d2 = env.root.path().join("sr3-downloads");
+    pitcher_credentials(&env);
+    env.write_config(
+        "watch/hot.conf",
+        &format!(
+            "post_broker local:\npost_exchange xs_it_readme\npost_baseUrl file:{hot}\npath {hot}\nreject .*\\.tmp$\naccept .*\n",
+            hot = env.hot.display()
+        ),
+    );
+    env.write_config(
+        "sender/to_hpfx.conf",
+        &format!(
+            "broker local:\nexchange xs_it_readme\nsendTo sftp://hpfx\ninflight .tmp\nreject .*\\.tmp$\naccept .*\n\
+             post_broker {BROKER}\npost_exchange {out}\npost_baseUrl sftp://{user}@hpfx{r}\npost_baseDir {r}\n",
+            r = remote.display()
+        ),
+    );
+    env.ok(&["declare", "sender/to_hpfx"]);
+    let mut sr3 = Sr3::new(&env);
+    std::fs::create_dir_all(sr3.home.join(".ssh")).unwrap();
+    std::fs::copy(&ssh_config, sr3.home.join(".ssh/config")).unwrap();
+    sr3.config(
+        "subscribe/readme.conf",
+        &format!(
+            "broker {BROKER}\nexchange {out}\ndirectory {}\nmirror on\naccept .*\n",
+            d2.display()
+        ),
+    );
+    sr3.run(&["declare", "subscribe/readme"]);
+    sr3.foreground("subscribe/readme");
+    assert!(
+        wait_until(Duration::from_secs(30), || !queues_named(
+            ".subscribe.readme."
+        )
+        .is_empty()),
+        "sr3 subscribe declared no queue\n{}",
+        sr3.logs()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    env.ok(&["start"]);
+    let expected = drop_files(&env.hot, 12, 700, |i| format!("sub dir/r_{i}.dat"));
+    let ok = wait_until(LIMIT, || tree(&d2) == expected);
+    let got = tree(&d2).len();
+    let _ = std::fs::remove_dir_all(&remote);
+    stop_and_clean(&env, &rt, &[".subscribe.readme."], Vec::new(), &[&out]);
+    assert!(
+        ok,
+        "sr3's subscribe downloaded {got} of {} over sftp\n{}\n{}",
+        expected.len(),
+        sr3.logs(),
+        env.logs()
+    );
+}
