@@ -58,14 +58,13 @@ install_rabbitmq() {
     [[ -x $RMQ_BIN/rabbitmq-server ]] || die "rabbitmq-server installed but $RMQ_BIN/rabbitmq-server is missing"
 }
 
-# Runs a command as the rabbitmq user, with node N's environment (its own
-# rabbitmq-env.conf, so the system's /etc/rabbitmq one is never read) and the
+# Node N's environment in NODE_ENV: its own rabbitmq-env.conf (so the
+# system's /etc/rabbitmq one is never read), ports, directories, and the
 # rabbitmq user's home (its Erlang cookie).
-as_node() {
+node_env() {
     local n=$1
-    shift
     local d=$DIR/node$n
-    local envs=(
+    NODE_ENV=(
         HOME=$COOKIE_HOME
         RABBITMQ_CONF_ENV_FILE=$d/rabbitmq-env.conf
         RABBITMQ_NODENAME="$(node_name "$n")"
@@ -80,11 +79,20 @@ as_node() {
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
         ERL_EPMD_ADDRESS=127.0.0.1
     )
-    if [[ $(id -u) -eq 0 ]]; then
-        setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups env "${envs[@]}" "$@"
-    else
-        env "${envs[@]}" "$@"
-    fi
+}
+
+# The command that runs the rest as the rabbitmq user, in NODE_ENV.
+AS_RABBITMQ=()
+if [[ $(id -u) -eq 0 ]]; then
+    AS_RABBITMQ=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups)
+fi
+
+# Runs a command as the rabbitmq user with node N's environment.
+as_node() {
+    local n=$1
+    shift
+    node_env "$n"
+    "${AS_RABBITMQ[@]}" env "${NODE_ENV[@]}" "$@"
 }
 
 ctl() {
@@ -129,8 +137,18 @@ start_node() {
     local n=$1
     setup_node "$n"
     if ! node_pid "$n" >/dev/null; then
-        (cd /tmp && as_node "$n" setsid "$RMQ_BIN/rabbitmq-server" \
-            >"$DIR/node$n/log/stdout.log" 2>&1 </dev/null &)
+        node_env "$n"
+        # Detached, holding none of the caller's descriptors (a caller that
+        # reads this script's output would otherwise wait for the node to
+        # end): the subshell closes what it inherited, then becomes the node.
+        (
+            cd /tmp
+            for fd in /proc/$BASHPID/fd/*; do
+                fd=${fd##*/}
+                [[ $fd =~ ^[0-9]+$ && $fd -gt 2 ]] && eval "exec $fd>&-"
+            done
+            exec "${AS_RABBITMQ[@]}" env "${NODE_ENV[@]}" setsid "$RMQ_BIN/rabbitmq-server"
+        ) </dev/null >>"$DIR/node$n/log/stdout.log" 2>&1 &
     fi
 }
 
@@ -204,9 +222,12 @@ cmd_stop() {
             pids+=("$pid")
         fi
     done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    done
     # Their epmd registrations go with the VMs; the system node's epmd stays.
     case $DIR in
-        /tmp/*|/var/tmp/*) rm -rf "$DIR" ;;
+        /tmp/*|/var/tmp/*) rm -rf "$DIR" "$DIR.lock" ;;
         *) say "data kept in $DIR (not under /tmp)" ;;
     esac
     say "stopped"
@@ -239,6 +260,18 @@ cmd_env() {
 node_arg() {
     [[ ${1:-} =~ ^[123]$ ]] || die "expected a node number 1, 2 or 3, not '${1:-}'"
 }
+
+# Starting and killing nodes, one caller at a time (a test healing one
+# node while another makes sure all are up would start it twice).
+lock() {
+    install -d -m 0755 "$(dirname "$DIR")"
+    exec 9>"$DIR.lock"
+    flock -w 300 9 || die "another rabbitmq-cluster.sh holds $DIR.lock"
+}
+
+case ${1:-} in
+    start|stop|kill|start-node) lock ;;
+esac
 
 case ${1:-} in
     start) cmd_start ;;

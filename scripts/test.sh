@@ -70,21 +70,73 @@ ensure_mosquitto
 ensure_sshd
 ensure_sr3
 
+# A 3-node RabbitMQ cluster beside the system's node (127.0.0.1:5682-5684,
+# scripts/rabbitmq-cluster.sh) for tests/amqp_cluster.rs: started while the
+# build runs, stopped (its data removed) when this script ends.
+mkdir -p target
+bash scripts/rabbitmq-cluster.sh start >target/rabbitmq-cluster.log 2>&1 &
+cluster_start=$!
+trap 'bash scripts/rabbitmq-cluster.sh stop >/dev/null 2>&1 || true' EXIT
+
 say "building"
 cargo build --all-targets --quiet
-say "running the tests"
+# Lints that hold: formatting and clippy, as one line of the tally each.
+say "checking the format (cargo fmt --check) and lints (cargo clippy -D warnings)"
+mkdir -p target
+: >target/lint-output.txt
+lint() {
+  local what=$1; shift
+  if "$@" >target/lint-step.txt 2>&1; then
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out ($what)" >>target/lint-output.txt
+  else
+    cat target/lint-step.txt >&2
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out ($what)" >>target/lint-output.txt
+    status=1
+  fi
+}
 status=0
-cargo test --no-fail-fast 2>&1 | tee target/test-output.txt || status=1
+lint "cargo fmt --check" cargo fmt --check
+lint "cargo clippy" cargo clippy --all-targets --quiet -- -D warnings
+cat target/lint-output.txt
+say "running the tests"
+cp target/lint-output.txt target/test-output.txt
+cargo test --no-fail-fast 2>&1 | tee -a target/test-output.txt || status=1
 # Tests that need the loopback sshd or the real metpx-sr3 are #[ignore]d for
 # a bare `cargo test`; here both are set up, so they run (benchmarks excepted).
 say "running the tests against the loopback sshd and metpx-sr3"
 cargo test --no-fail-fast --test sftp_transport --test sftp_sender --test autoclean --test mqtt_broker --test interop_sr3 --test example_configs --test hostile -- --ignored --skip benchmark_ 2>&1 \
   | tee -a target/test-output.txt || status=1
+# Failover, quorum queues and senders on two hosts, on the cluster (they
+# kill its nodes, never the system's).
+say "running the tests on the 3-node RabbitMQ cluster"
+if wait "$cluster_start"; then
+  eval "$(bash scripts/rabbitmq-cluster.sh env)"
+  cargo test --no-fail-fast --test amqp_cluster -- --ignored --test-threads 1 2>&1 | tee -a target/test-output.txt || status=1
+  # The short chaos run on the cluster: nodes killed -9, leader killed,
+  # rolling restart, while files flow to the loopback sshd.
+  cargo test --no-fail-fast --test chaos -- --ignored --exact chaos_cluster_short 2>&1 | tee -a target/test-output.txt || status=1
+else
+  echo "the RabbitMQ cluster did not start:" >&2
+  cat target/rabbitmq-cluster.log >&2
+  status=1
+fi
 # These stop RabbitMQ and close its connections: alone, after everything else.
 say "running the tests that disturb RabbitMQ, alone"
 cargo test --no-fail-fast --test amqp_faults -- --ignored --test-threads 1 2>&1 | tee -a target/test-output.txt || status=1
 # The short chaos run of the tutorial's shape (RabbitMQ, sshd, network cuts).
 cargo test --no-fail-fast --test chaos -- --ignored --exact chaos_sftp_amqp_short 2>&1 | tee -a target/test-output.txt || status=1
+# The install: builds the .deb (a release build), installs it with dpkg -i,
+# uses it, upgrades it with configs and state in place, purges it; and
+# `cargo install --locked --path .`. One test in the tally.
+say "building, installing and removing the .deb (scripts/deb-test.sh)"
+deb_status=0
+bash scripts/deb-test.sh 2>&1 | tee target/deb-test-output.txt || deb_status=$?
+case $deb_status in
+  0) deb_result="ok. 1 passed; 0 failed; 0 ignored" ;;
+  77) deb_result="ok. 0 passed; 0 failed; 1 ignored" ;;
+  *) deb_result="FAILED. 0 passed; 1 failed; 0 ignored"; status=1 ;;
+esac
+echo "test result: $deb_result; 0 measured; 0 filtered out (scripts/deb-test.sh)" | tee -a target/test-output.txt
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' target/test-output.txt | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
 echo "all tests: $passed passed, $failed failed"

@@ -56,7 +56,13 @@ fn quorum(name: &str, exchange: &str) -> QueueSpec {
 
 fn messages(exchange: &str, from: usize, n: usize) -> Vec<Outgoing> {
     (from..from + n)
-        .map(|i| Outgoing::new(exchange, &format!("v03.m.{i}"), format!("m{i}").into_bytes()))
+        .map(|i| {
+            Outgoing::new(
+                exchange,
+                &format!("v03.m.{i}"),
+                format!("m{i}").into_bytes(),
+            )
+        })
         .collect()
 }
 
@@ -264,7 +270,12 @@ fn watch_config(env: &Env, broker: &str, exchange: &str) {
 }
 
 /// Reads the relPaths announced on `queue` until `want` are there.
-fn announced(paths: &pitcher::state::Paths, queue: &str, x: &str, want: usize) -> BTreeMap<String, usize> {
+fn announced(
+    paths: &pitcher::state::Paths,
+    queue: &str,
+    x: &str,
+    want: usize,
+) -> BTreeMap<String, usize> {
     rt().block_on(async {
         let mut c = pitcher::broker::consumer(&cl::url(), paths, queue)
             .await
@@ -285,16 +296,15 @@ fn announced(paths: &pitcher::state::Paths, queue: &str, x: &str, want: usize) -
     })
 }
 
-/// Waits until the pitcher processes `pids` hold a connection on some
-/// node; returns those nodes.
-fn connected_nodes(pids: &[i32]) -> BTreeSet<usize> {
-    let mut nodes = BTreeSet::new();
-    wait_until(Duration::from_secs(20), || {
-        nodes = pids.iter().flat_map(|p| cl::nodes_of(*p)).collect();
-        !nodes.is_empty()
-    });
-    nodes
+/// The nodes the pitcher processes `pids` hold connections on.
+fn connected_nodes(conns: &[(usize, String)], pids: &[i32]) -> BTreeSet<usize> {
+    pids.iter().flat_map(|p| cl::nodes_in(conns, *p)).collect()
 }
+
+/// The daemons' flow: long enough for the kill, the failover and the
+/// node's return to happen while files still arrive.
+const FILES: usize = 1500;
+const PACE: Duration = Duration::from_millis(20);
 
 #[test]
 #[ignore = "needs the RabbitMQ cluster: bash scripts/test.sh"]
@@ -330,36 +340,39 @@ fn daemons_lose_nothing_when_their_node_is_killed_mid_flow() {
         c.declare_queue(&quorum(&side, &x_out)).await.unwrap();
     });
     env.ok(&["start"]);
-    let queue_part = format!(".sender.hot.");
+    let queue_part = ".sender.hot.".to_string();
     let mut expected = BTreeMap::new();
     let mut figures = String::new();
     std::thread::scope(|s| {
-        let flow = s.spawn(|| write_files(&env.hot, "flow", 1000, Duration::from_millis(15)));
+        let flow = s.spawn(|| write_files(&env.hot, "flow", FILES, PACE));
         assert!(
-            wait_until(Duration::from_secs(60), || count_files(&env.dest).0 >= 150),
+            wait_until(Duration::from_secs(60), || count_files(&env.dest).0 >= 100),
             "nothing flows\n{}",
             tail(&env.logs(), 60)
         );
         let watch = env.instance_pids("watch/hot");
         let senders = env.instance_pids("sender/hot");
-        let watch_on = connected_nodes(&watch);
-        let node = *watch_on.iter().next().expect("the watch is connected");
+        let conns = cl::connections();
+        let node = *connected_nodes(&conns, &watch)
+            .iter()
+            .next()
+            .unwrap_or_else(|| panic!("the watch {watch:?} holds no connection: {conns:?}"));
         let senders_there = senders
             .iter()
-            .filter(|p| cl::nodes_of(**p).contains(&node))
+            .filter(|p| cl::nodes_in(&conns, **p).contains(&node))
             .count();
-        let queue = cl::queues_named(&queue_part);
-        let leader = queue.first().and_then(|q| cl::leader(q));
+        let leader = cl::leader(&queue_part);
         let at_kill = count_files(&env.dest).0;
         let killed = cl::kill(node);
         let t = Instant::now();
         assert!(
-            wait_until(Duration::from_secs(60), || count_files(&env.dest).0 >= at_kill + 100),
+            wait_until(Duration::from_secs(60), || count_files(&env.dest).0
+                >= at_kill + 100),
             "the flow did not resume after {killed}\n{}",
             tail(&env.logs(), 60)
         );
         let resumed = t.elapsed();
-        let watch_now = connected_nodes(&watch);
+        let watch_now = connected_nodes(&cl::connections(), &watch);
         // The node comes back while the files still flow.
         let t = Instant::now();
         cl::start_node(node);
@@ -375,7 +388,11 @@ fn daemons_lose_nothing_when_their_node_is_killed_mid_flow() {
     let drained = t.elapsed();
     let (tmp_left, depth) = (count_files(&env.dest).1, cl::depth(&queue_part));
     let got = announced(&side_paths, &side, &x_out, expected.len());
-    let missing: Vec<&String> = expected.keys().filter(|k| !got.contains_key(*k)).take(10).collect();
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(10)
+        .collect();
     assert!(missing.is_empty(), "not announced: {missing:?}");
     let (duplicates, _) = cl::sends(&[env.state.join("log")], "sender_hot_");
     let announced_twice: usize = got.values().map(|n| n - 1).sum();
@@ -387,7 +404,8 @@ fn daemons_lose_nothing_when_their_node_is_killed_mid_flow() {
     // At most what the instances held unacked when the node died.
     assert!(duplicates <= 3 * 25, "{duplicates} duplicates");
     assert!(
-        wait_until(Duration::from_secs(30), || cl::depth(&queue_part) == Some(0)),
+        wait_until(Duration::from_secs(30), || cl::depth(&queue_part)
+            == Some(0)),
         "queue depth {:?}",
         cl::depth(&queue_part)
     );

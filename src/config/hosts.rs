@@ -73,7 +73,10 @@ fn failover_of(url: &Url) -> (Vec<String>, Option<String>) {
     let mut others = Vec::new();
     let mut rest = Vec::new();
     for part in q.split('&') {
-        match part.strip_prefix(FAILOVER).and_then(|v| v.strip_prefix('=')) {
+        match part
+            .strip_prefix(FAILOVER)
+            .and_then(|v| v.strip_prefix('='))
+        {
             Some(v) => others.extend(v.split(',').filter(|h| !h.is_empty()).map(String::from)),
             None => rest.push(part),
         }
@@ -245,7 +248,10 @@ mod tests {
         assert!(e.contains("only amqp:// and amqps://"), "{e}");
         assert!(!e.contains("pw"), "{e}");
         let e = load("broker amqp://bob:pw@h1,,h2/\nsendTo file:/tmp\n", "").unwrap_err();
-        assert!(e.contains("sender/t.conf:1") && e.contains("empty host"), "{e}");
+        assert!(
+            e.contains("sender/t.conf:1") && e.contains("empty host"),
+            "{e}"
+        );
         assert!(!e.contains(":pw@"), "{e}");
         let e = load("broker amqp://bob:pw@h1,h2:x/\nsendTo file:/tmp\n", "").unwrap_err();
         assert!(e.contains("sender/t.conf:1") && e.contains("h2:x"), "{e}");

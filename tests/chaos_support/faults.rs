@@ -40,6 +40,14 @@ pub enum Fault {
     NetworkCut,
     /// `rabbitmqctl stop_app`, `start_app` when healed.
     RabbitRestart,
+    /// kill -9 of the cluster node holding most of the run's connections
+    /// (`scripts/rabbitmq-cluster.sh kill`), started again when healed.
+    KillConnectedNode,
+    /// kill -9 of the node leading the sender's quorum queue, started
+    /// again when healed.
+    KillQueueLeader,
+    /// Every cluster node stopped and started again, one after another.
+    RollingRestart,
     /// An executable from `$CHAOS_HOOKS`.
     Hook(PathBuf),
 }
@@ -57,6 +65,9 @@ impl Fault {
             Fault::SshdRestart => "sshd-restart".into(),
             Fault::NetworkCut => "network-cut".into(),
             Fault::RabbitRestart => "rabbitmq-restart".into(),
+            Fault::KillConnectedNode => "kill-9-connected-node".into(),
+            Fault::KillQueueLeader => "kill-9-queue-leader".into(),
+            Fault::RollingRestart => "rolling-restart".into(),
             Fault::Hook(p) => format!(
                 "hook:{}",
                 p.file_name().unwrap_or_default().to_string_lossy()
@@ -64,11 +75,23 @@ impl Fault {
         }
     }
 
+    /// True for the faults that act on the cluster's nodes.
+    pub fn on_cluster(&self) -> bool {
+        matches!(
+            self,
+            Fault::KillConnectedNode | Fault::KillQueueLeader | Fault::RollingRestart
+        )
+    }
+
     /// True for faults that last until healed.
     pub fn held(&self) -> bool {
         !matches!(
             self,
-            Fault::KillSupervisor | Fault::KillWatch | Fault::KillSender | Fault::KillSshMaster
+            Fault::KillSupervisor
+                | Fault::KillWatch
+                | Fault::KillSender
+                | Fault::KillSshMaster
+                | Fault::RollingRestart
         )
     }
 
@@ -86,6 +109,13 @@ impl Fault {
             _ => default,
         }
     }
+}
+
+/// Held from a cluster fault's injection to its healing (see
+/// [`Fault::on_cluster`]).
+pub fn one_cluster_fault() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The executables in `$CHAOS_HOOKS`, each a fault.
@@ -162,6 +192,8 @@ pub enum Undo {
     StartSshd,
     RestoreNetwork,
     StartRabbit,
+    /// Start cluster node N again.
+    StartNode(usize),
 }
 
 /// Injects `f`; returns a line for the log and how to heal it.
@@ -206,6 +238,39 @@ pub fn inject(f: &Fault, t: &Target, rng: &mut Rng) -> (String, Undo) {
             };
             (line, Undo::StartRabbit)
         }
+        Fault::KillConnectedNode | Fault::KillQueueLeader => {
+            use crate::cluster_support as cl;
+            // One node down at a time: whatever an earlier fault left
+            // down is back first (a quorum queue needs 2 of 3).
+            cl::ensure_all_up();
+            let node = if *f == Fault::KillQueueLeader {
+                cl::leader(".sender.hot.")
+            } else {
+                most_connected_node(t.state)
+            };
+            match node {
+                Some(n) => (cl::kill(n), Undo::StartNode(n)),
+                None => ("!!! no node found !!!".to_string(), Undo::Nothing),
+            }
+        }
+        Fault::RollingRestart => {
+            use crate::cluster_support as cl;
+            cl::ensure_all_up();
+            let mut took = Vec::new();
+            for n in 1..=3 {
+                let t0 = std::time::Instant::now();
+                let stopped = cl::ctl(n, &["stop"]).is_ok();
+                let n_ = n.to_string();
+                let started = cl::cluster(&["start-node", &n_], Duration::from_secs(150));
+                took.push(match (stopped, started) {
+                    (true, Ok(_)) => {
+                        format!("node {n} restarted in {:.1}s", t0.elapsed().as_secs_f64())
+                    }
+                    (_, e) => format!("!!! node {n}: stopped {stopped}, started {e:?} !!!"),
+                });
+            }
+            (took.join(", "), Undo::Nothing)
+        }
         Fault::DestUnwritable => {
             // The next directory the sender will need, made immutable: no
             // one (root included) can create files in it until it is
@@ -215,7 +280,7 @@ pub fn inject(f: &Fault, t: &Target, rng: &mut Rng) -> (String, Undo) {
                 k += 1;
             }
             let p = t.dest.join(format!("d{k:03}"));
-            match freeze(&p, &t.dest) {
+            match freeze(&p, t.dest) {
                 Ok(()) => (format!("{} made immutable", p.display()), Undo::Thaw(p)),
                 Err(e) => {
                     let _ = std::fs::remove_dir(&p);
@@ -239,6 +304,23 @@ pub fn inject(f: &Fault, t: &Target, rng: &mut Rng) -> (String, Undo) {
             )
         }
     }
+}
+
+/// The cluster node holding most connections of the run's watch and
+/// sender instances.
+fn most_connected_node(state: &Path) -> Option<usize> {
+    let pids: Vec<i32> = ["watch/hot", "sender/hot"]
+        .iter()
+        .flat_map(|c| live_pids(&state.join(c)))
+        .collect();
+    let conns = crate::cluster_support::connections();
+    let mut count = [0usize; 4];
+    for p in pids {
+        for n in crate::cluster_support::nodes_in(&conns, p) {
+            count[n] += 1;
+        }
+    }
+    (1..=3).filter(|n| count[*n] > 0).max_by_key(|n| count[*n])
 }
 
 /// Writes zeros to `p` until the file system is full.
@@ -310,6 +392,14 @@ pub fn heal(u: Undo, run_dir: &Path) -> String {
             match left {
                 0 => format!("network back ({removed} rules removed)"),
                 n => format!("{removed} rules removed; {n} left by an overlapping cut"),
+            }
+        }
+        Undo::StartNode(n) => {
+            let t0 = std::time::Instant::now();
+            let n_ = n.to_string();
+            match crate::cluster_support::cluster(&["start-node", &n_], Duration::from_secs(150)) {
+                Ok(_) => format!("node {n} started, up in {:.1}s", t0.elapsed().as_secs_f64()),
+                Err(e) => format!("!!! node {n} not started: {e} !!!"),
             }
         }
         Undo::StartRabbit => format!(

@@ -3,12 +3,17 @@
 //! couple of seconds as cron would; then wait for quiescence and compare
 //! the destination with the ledger.
 //!
-//! Two shapes ([`Shape`]):
+//! Three shapes ([`Shape`]):
 //! * `Local`: watch → `local:` → sender ×N → `file:` destination (which
 //!   `CHAOS_SEND_TO`/`CHAOS_DEST_DIR` can move elsewhere);
 //! * `SftpAmqp`, the tutorial's: watch → RabbitMQ → sender ×3–5 →
 //!   `sendTo sftp://hpfx` (see `tutorial`), with sshd restarts, network
-//!   cuts and RabbitMQ restarts besides (see `services`).
+//!   cuts and RabbitMQ restarts besides (see `services`);
+//! * `ClusterSftp`: the tutorial's shape on the 3-node cluster of
+//!   `scripts/rabbitmq-cluster.sh` (every node in the configs' broker
+//!   URLs, a quorum queue) while cluster nodes die: the node most
+//!   connections are on and the queue's leader killed -9 (each twice),
+//!   then a rolling restart of the three.
 //!
 //! Knobs (environment): `CHAOS_FILES`, `CHAOS_FEED_SECS`, `CHAOS_FAULTS`,
 //! `CHAOS_SEED`, `CHAOS_DEADLINE_SECS`, `CHAOS_HOOKS`, `CHAOS_NETCUT_SECS`.
@@ -52,6 +57,8 @@ pub enum Shape {
     Local,
     /// The tutorial's: watch → RabbitMQ → sender → `sftp://hpfx`.
     SftpAmqp,
+    /// The tutorial's on the 3-node cluster (quorum queue).
+    ClusterSftp,
 }
 
 /// What one run does.
@@ -136,6 +143,25 @@ impl Plan {
             Fault::NetworkCut,
         ];
         plan.kinds.extend(hooks);
+        plan
+    }
+
+    /// The tutorial's shape on the 3-node cluster, 5 sender instances: in
+    /// this order, each at a slot of its own (`faults` 5), the node most
+    /// connections are on and the queue's leader killed -9, twice, then a
+    /// rolling restart. Extra faults fall among them at random.
+    pub fn cluster_sftp(files: usize, feed_secs: u64, faults: usize, deadline_secs: u64) -> Plan {
+        let mut plan = Plan::new(files, feed_secs, faults, deadline_secs);
+        plan.shape = Shape::ClusterSftp;
+        plan.sender_instances = 5;
+        plan.hold = Duration::from_secs(4);
+        plan.kinds = vec![
+            Fault::KillConnectedNode,
+            Fault::KillQueueLeader,
+            Fault::KillConnectedNode,
+            Fault::KillQueueLeader,
+            Fault::RollingRestart,
+        ];
         plan
     }
 }
@@ -278,6 +304,8 @@ fn keep_evidence(env: &Env, seed: u64) {
 /// the queue), then the tutorial's configs and remote tmpfs go, then the
 /// local tmpfs.
 struct Setup {
+    /// Every cluster node running again (before the broker clean-up).
+    _cluster: Option<crate::cluster_support::AllUp>,
     _services: Option<services::Services>,
     tutorial: Option<tutorial::Tutorial>,
     disk: Option<SmallDisk>,
@@ -313,6 +341,7 @@ fn prepare(plan: &Plan, env: &Env) -> Setup {
                 std::fs::write(p, text).expect("sender config");
             }
             Setup {
+                _cluster: None,
                 _services: None,
                 tutorial: None,
                 disk,
@@ -332,6 +361,23 @@ fn prepare(plan: &Plan, env: &Env) -> Setup {
                 kinds.retain(|k| *k != Fault::NetworkCut);
             }
             Setup {
+                _cluster: None,
+                _services: Some(services::Services::arm()),
+                dest: t.remote.clone(),
+                disk: None,
+                tutorial: Some(t),
+                kinds: Vec::new(),
+            }
+        }
+        Shape::ClusterSftp => {
+            crate::cluster_support::require();
+            for line in services::restore_all() {
+                eprintln!("chaos: before the run: {line}");
+            }
+            let site = tutorial::BrokerSite::cluster();
+            let t = tutorial::Tutorial::setup_on(env, plan.sender_instances, mb, &site);
+            Setup {
+                _cluster: Some(crate::cluster_support::AllUp),
                 _services: Some(services::Services::arm()),
                 dest: t.remote.clone(),
                 disk: None,
@@ -370,6 +416,10 @@ fn fault_thread(
     start: Instant,
     log: std::sync::mpsc::Sender<String>,
 ) {
+    // Cluster faults one at a time, each healed before the next: two
+    // nodes down at once would stop the quorum queue (and a node started
+    // while another is down waits for it), which is another test.
+    let _one_node = f.on_cluster().then(faults::one_cluster_fault);
     let mut rng = Rng::new(seed);
     let target = Target {
         state: &w.state,

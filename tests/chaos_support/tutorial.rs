@@ -44,6 +44,41 @@ fn remote_owner() -> Option<(String, String)> {
     Some((id("-u")?, id("-g")?))
 }
 
+/// Where the tutorial's configs send their messages.
+pub struct BrokerSite {
+    /// As the configs name it (the password in credentials.conf).
+    pub config_url: String,
+    /// The credentials.conf line.
+    pub credentials: String,
+    /// For the clean-up, with the password.
+    pub url: url::Url,
+    /// Extra sender lines (`queueType quorum`).
+    pub sender_extra: String,
+}
+
+impl BrokerSite {
+    /// The machine's RabbitMQ on 127.0.0.1:5672.
+    pub fn single() -> BrokerSite {
+        BrokerSite {
+            config_url: BROKER.to_string(),
+            credentials: "amqp://guest:guest@127.0.0.1/\n".to_string(),
+            url: url::Url::parse("amqp://guest:guest@127.0.0.1/").unwrap(),
+            sender_extra: String::new(),
+        }
+    }
+
+    /// The 3-node cluster of `scripts/rabbitmq-cluster.sh`, every node
+    /// named, the sender's queue a quorum queue.
+    pub fn cluster() -> BrokerSite {
+        BrokerSite {
+            config_url: crate::cluster_support::config_url("127.0.0.1"),
+            credentials: crate::cluster_support::credentials("127.0.0.1"),
+            url: crate::cluster_support::url(),
+            sender_extra: "queueType quorum\n".to_string(),
+        }
+    }
+}
+
 /// The tutorial's configs in an [`Env`], and what to undo at the end.
 pub struct Tutorial {
     /// The exchange the watch posts to and the sender's queue is bound to.
@@ -54,6 +89,7 @@ pub struct Tutorial {
     pub disk: Option<SmallDisk>,
     config: PathBuf,
     state: PathBuf,
+    broker: url::Url,
 }
 
 impl Tutorial {
@@ -63,6 +99,12 @@ impl Tutorial {
     /// exchange and the sender's queue (the watch publishes `mandatory`:
     /// a message no queue takes would come back unroutable).
     pub fn setup(env: &Env, instances: u32, mb: u64) -> Tutorial {
+        Tutorial::setup_on(env, instances, mb, &BrokerSite::single())
+    }
+
+    /// [`Tutorial::setup`] on `site`.
+    pub fn setup_on(env: &Env, instances: u32, mb: u64, site: &BrokerSite) -> Tutorial {
+        let broker = &site.config_url;
         let home = remote_home();
         let exchange = format!("xs_guest_{}", unique("chaos"));
         let remote = home.join("on_hpfx").join(unique("chaos"));
@@ -77,7 +119,7 @@ impl Tutorial {
                 .arg(&remote)
                 .status();
         }
-        env.write_config("credentials.conf", "amqp://guest:guest@127.0.0.1/\n");
+        env.write_config("credentials.conf", &site.credentials);
         std::fs::set_permissions(
             env.config.join("credentials.conf"),
             std::os::unix::fs::PermissionsExt::from_mode(0o600),
@@ -86,7 +128,7 @@ impl Tutorial {
         env.write_config(
             "watch/hot.conf",
             &format!(
-                "post_broker {BROKER}\npost_exchange {exchange}\n\npost_baseUrl file:{hot}\npath {hot}\n\nnodupe_ttl on\n\n\
+                "post_broker {broker}\npost_exchange {exchange}\n\npost_baseUrl file:{hot}\npath {hot}\n\nnodupe_ttl on\n\n\
                  # exclude working files (that end in .tmp)\nreject .*\\.tmp$\naccept .*\n",
                 hot = env.hot.display()
             ),
@@ -94,10 +136,11 @@ impl Tutorial {
         env.write_config(
             "sender/hot.conf",
             &format!(
-                "broker {BROKER}\nexchange {exchange}\n\n# sendTo host should match Host in ~/.ssh/config\nsendTo sftp://hpfx\n\n\
+                "broker {broker}\nexchange {exchange}\n{extra}\n# sendTo host should match Host in ~/.ssh/config\nsendTo sftp://hpfx\n\n\
                  instances {instances}\n\naccelThreshold 1M\n\ninflight .tmp\n\nnodupe_ttl on\n\nreject .*\\.tmp$\naccept .*\n\n\
                  post_baseUrl sftp://pas037@hpfx.collab.science.gc.ca/on_hpfx\n\npost_baseDir {remote}\n",
-                remote = remote.display()
+                remote = remote.display(),
+                extra = site.sender_extra
             ),
         );
         let t = Tutorial {
@@ -106,6 +149,7 @@ impl Tutorial {
             disk,
             config: env.config.clone(),
             state: env.state.clone(),
+            broker: site.url.clone(),
         };
         env.ok(&["declare", "watch/hot"]);
         env.ok(&["declare", "sender/hot"]);
@@ -133,27 +177,20 @@ impl Tutorial {
     }
 }
 
-fn delete_on_broker(queue: Option<String>, exchange: &str) {
+fn delete_on_broker(url: &url::Url, queue: Option<String>, exchange: &str) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
         return;
     };
-    let Ok(url) = url::Url::parse("amqp://guest:guest@127.0.0.1/") else {
-        return;
-    };
     rt.block_on(async {
         let limit = Duration::from_secs(30);
         if let Some(q) = queue {
-            let _ =
-                tokio::time::timeout(limit, pitcher::broker::amqp::delete_queue(&url, &q)).await;
+            let _ = tokio::time::timeout(limit, pitcher::broker::amqp::delete_queue(url, &q)).await;
         }
-        let _ = tokio::time::timeout(
-            limit,
-            pitcher::broker::amqp::delete_exchange(&url, exchange),
-        )
-        .await;
+        let _ = tokio::time::timeout(limit, pitcher::broker::amqp::delete_exchange(url, exchange))
+            .await;
     });
 }
 
@@ -164,7 +201,7 @@ impl Drop for Tutorial {
         // `cleanup` deletes the queue by the name in the state dir; the
         // direct delete covers a state dir cleanup already removed.
         self.pitcher(&["cleanup", "sender/hot", "watch/hot"]);
-        delete_on_broker(queue, &self.exchange);
+        delete_on_broker(&self.broker, queue, &self.exchange);
         self.disk.take();
         let _ = std::fs::remove_dir_all(&self.remote);
     }

@@ -141,35 +141,71 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 /// The first node that is up, to ask things of.
 pub fn live_node() -> usize {
-    (1..=3).find(|n| up(*n)).expect("no node of the cluster is up")
+    (1..=3)
+        .find(|n| up(*n))
+        .expect("no node of the cluster is up")
+}
+
+/// Every client connection of the cluster: (node 1..=3, its client
+/// properties), in one `rabbitmqctl` call (a connection's Erlang pid names
+/// its node: `<pitcher2@localhost.…>`).
+pub fn connections() -> Vec<(usize, String)> {
+    ctl(
+        live_node(),
+        &[
+            "list_connections",
+            "-q",
+            "--no-table-headers",
+            "pid",
+            "client_properties",
+        ],
+    )
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| {
+        let (pid, props) = l.split_once('\t')?;
+        let n = pid.split("pitcher").nth(1)?.chars().next()?.to_digit(10)?;
+        Some((n as usize, props.to_string()))
+    })
+    .collect()
 }
 
 /// The nodes (1..=3) holding a connection of process `pid` (pitcher names
 /// its connections `pitcher[<pid>]…`).
 pub fn nodes_of(pid: i32) -> Vec<usize> {
-    let tag = format!("pitcher[{pid}]");
-    (1..=3)
-        .filter(|n| up(*n))
-        .filter(|n| {
-            ctl(
-                *n,
-                &[
-                    "list_connections",
-                    "-q",
-                    "--no-table-headers",
-                    "node",
-                    "client_properties",
-                ],
-            )
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains(&tag) && l.contains(&format!("pitcher{n}@")))
-        })
-        .collect()
+    nodes_in(&connections(), pid)
 }
 
-/// The node (1..=3) leading the quorum queue whose name contains `part`.
+/// [`nodes_of`] in a list from [`connections`].
+pub fn nodes_in(conns: &[(usize, String)], pid: i32) -> Vec<usize> {
+    let tag = format!("pitcher[{pid}]");
+    let mut nodes: Vec<usize> = conns
+        .iter()
+        .filter(|(_, props)| props.contains(&tag))
+        .map(|(n, _)| *n)
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes
+}
+
+/// The node (1..=3) leading the quorum queue whose name contains `part`;
+/// asked again for up to 20 s while the cluster does not say (a leader
+/// being elected after a node came back).
 pub fn leader(part: &str) -> Option<usize> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(n) = leader_now(part) {
+            return Some(n);
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn leader_now(part: &str) -> Option<usize> {
     let out = ctl(
         live_node(),
         &["list_queues", "-q", "--no-table-headers", "name", "leader"],
@@ -185,7 +221,13 @@ pub fn leader(part: &str) -> Option<usize> {
 pub fn depth(part: &str) -> Option<u64> {
     let out = ctl(
         live_node(),
-        &["list_queues", "-q", "--no-table-headers", "name", "messages"],
+        &[
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages",
+        ],
     )
     .ok()?;
     let line = out.lines().find(|l| l.contains(part))?;
@@ -213,8 +255,7 @@ pub fn delete(queues: &[String], exchanges: &[String]) {
         let url = url();
         let limit = Duration::from_secs(30);
         for q in queues {
-            let _ =
-                tokio::time::timeout(limit, pitcher::broker::amqp::delete_queue(&url, q)).await;
+            let _ = tokio::time::timeout(limit, pitcher::broker::amqp::delete_queue(&url, q)).await;
         }
         for x in exchanges {
             let _ =
@@ -331,7 +372,8 @@ struct Relay {
 
 impl Relay {
     fn start(addr: &str, port: u16) -> Result<Relay, String> {
-        let listener = TcpListener::bind((addr, port)).map_err(|e| format!("bind {addr}:{port}: {e}"))?;
+        let listener =
+            TcpListener::bind((addr, port)).map_err(|e| format!("bind {addr}:{port}: {e}"))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
