@@ -136,7 +136,7 @@ fn chaos_cluster_long() {
 // when the destination is back without starving new work, and leave only
 // past retry_ttl, each with its own log line.
 
-use common::{assert_delivered, content, tree, wait_until, Env};
+use common::{assert_delivered, content, tree, wait_until, Env, Frozen};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -150,7 +150,8 @@ fn retry_count(env: &Env) -> u64 {
 fn new_work_flows_while_retries_wait_and_retries_drain_when_the_destination_returns() {
     let env = Env::new();
     env.hot_directory(1, "");
-    std::fs::write(env.dest.join("blocked"), b"in the way").unwrap();
+    // An immutable destination directory: EPERM, an operator's to fix.
+    let frozen = Frozen::new(&env.dest.join("blocked"));
     env.ok(&["start"]);
     std::fs::create_dir_all(env.hot.join("blocked")).unwrap();
     std::fs::create_dir_all(env.hot.join("free")).unwrap();
@@ -177,7 +178,7 @@ fn new_work_flows_while_retries_wait_and_retries_drain_when_the_destination_retu
     });
     assert!(arrived, "new work starved by the retries");
     assert!(retry_count(&env) >= 100, "retries vanished while blocked");
-    std::fs::remove_file(env.dest.join("blocked")).unwrap();
+    frozen.thaw();
     for (k, v) in free {
         expected.insert(k, v);
     }
@@ -190,7 +191,7 @@ fn new_work_flows_while_retries_wait_and_retries_drain_when_the_destination_retu
 fn retries_expire_only_past_retry_ttl_with_one_log_line_each() {
     let env = Env::new();
     env.hot_directory(1, "retry_ttl 6\nhousekeeping 1\n");
-    std::fs::write(env.dest.join("blocked"), b"in the way").unwrap();
+    let _frozen = Frozen::new(&env.dest.join("blocked"));
     env.ok(&["start"]);
     std::fs::create_dir_all(env.hot.join("blocked")).unwrap();
     for i in 0..5 {
