@@ -478,7 +478,11 @@ impl Suite {
     fn publish(&mut self, msgs: &[Value]) {
         for m in msgs {
             let rel = m["relPath"].as_str().unwrap_or("");
-            let out = Outgoing::new(&self.exchange, &topic_of(rel), serde_json::to_vec(m).unwrap());
+            let out = Outgoing::new(
+                &self.exchange,
+                &topic_of(rel),
+                serde_json::to_vec(m).unwrap(),
+            );
             let t0 = Instant::now();
             loop {
                 match self

@@ -168,9 +168,7 @@ impl Parser<'_> {
                     "stream" => Some(QueueType::Stream),
                     "None" | "none" => None,
                     other => {
-                        return Err(format!(
-                            "expected classic, quorum or stream, not '{other}'"
-                        ))
+                        return Err(format!("expected classic, quorum or stream, not '{other}'"))
                     }
                 }
             }
@@ -321,12 +319,11 @@ impl Parser<'_> {
     fn broker_url(&self, text: &str) -> Result<Url, String> {
         let shown = redact_text(text);
         let known = BROKER_SCHEMES.join(", ");
-        let (first, others) = match super::hosts::split_hosts(text)
-            .map_err(|e| format!("{e}, not '{shown}'"))?
-        {
-            Some((first, others)) => (first, others),
-            None => (text.to_string(), Vec::new()),
-        };
+        let (first, others) =
+            match super::hosts::split_hosts(text).map_err(|e| format!("{e}, not '{shown}'"))? {
+                Some((first, others)) => (first, others),
+                None => (text.to_string(), Vec::new()),
+            };
         let url = Url::parse(&first).map_err(|e| {
             format!("expected a broker URL such as amqps://user@host ({e}), not '{shown}'")
         })?;

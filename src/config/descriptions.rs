@@ -316,7 +316,11 @@ mod tests {
                 "{}: value, meaning and default must all be given",
                 d.keyword
             );
-            assert!(!d.meaning.contains('\n') && !d.default.contains('\n'), "{}: one line each", d.keyword);
+            assert!(
+                !d.meaning.contains('\n') && !d.default.contains('\n'),
+                "{}: one line each",
+                d.keyword
+            );
         }
     }
 

@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn fields_are_counted_after_a_command_name_with_spaces_and_parentheses() {
-        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 987654 1000 100";
+        let line =
+            "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 987654 1000 100";
         assert_eq!(
             parse_stat(line),
             Some(Stat {
@@ -138,7 +139,10 @@ mod tests {
 
     #[test]
     fn a_fresh_process_is_young() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let a = age(child.id() as i32);
         let _ = child.kill();
         let _ = child.wait();

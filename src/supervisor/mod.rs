@@ -75,4 +75,3 @@ pub fn live_instances(paths: &Paths, component: Component, name: &str) -> Vec<(u
     out.sort();
     out
 }
-

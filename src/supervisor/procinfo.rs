@@ -5,7 +5,6 @@
 //! Everything is read from `/proc`; a process that vanishes while being
 //! read is simply left out.
 
-
 /// Memory and CPU time of one process.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ProcUsage {
@@ -31,7 +30,9 @@ impl std::ops::AddAssign for ProcUsage {
 /// Memory (from `smaps_rollup`, else `statm`) and CPU time (from `stat`)
 /// of `pid`; `None` if it is gone.
 pub fn usage(pid: i32) -> Option<ProcUsage> {
-    let (user, system) = crate::state::proc::stat(u32::try_from(pid).ok()?).ok()?.cpu();
+    let (user, system) = crate::state::proc::stat(u32::try_from(pid).ok()?)
+        .ok()?
+        .cpu();
     let (cpu_user, cpu_system) = (user.as_secs_f64(), system.as_secs_f64());
     let (rss, uss) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()

@@ -268,15 +268,12 @@ fn end_hung(
     // The supervisor notices the exits; wait until the locks are free.
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(5)
-        && killed
-            .iter()
-            .any(|p| crate::state::proc::alive(*p))
+        && killed.iter().any(|p| crate::state::proc::alive(*p))
     {
         std::thread::sleep(Duration::from_millis(50));
     }
     killed
 }
-
 
 /// Processes younger than this are not judged: a supervisor may have just
 /// started them, before they took their pid file.
@@ -301,7 +298,10 @@ fn end_strays(
         else {
             continue;
         };
-        if *no == 0 || skip.contains(&p.pid) || crate::state::proc::age(p.pid).is_none_or(|a| a.as_secs_f64() < YOUNG) {
+        if *no == 0
+            || skip.contains(&p.pid)
+            || crate::state::proc::age(p.pid).is_none_or(|a| a.as_secs_f64() < YOUNG)
+        {
             continue;
         }
         let why = match started
