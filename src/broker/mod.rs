@@ -164,6 +164,26 @@ pub async fn publisher(
     }
 }
 
+/// A publisher for messages that need not outlive a broker restart
+/// (delivery reports): on AMQP they are sent non-persistent
+/// (`delivery_mode` 1), which spares the broker a disk write each; other
+/// brokers publish them as [`publisher`] does.
+pub async fn transient_publisher(
+    url: &url::Url,
+    paths: &crate::state::Paths,
+) -> Result<Box<dyn Publisher>, BrokerError> {
+    match url.scheme() {
+        "amqp" | "amqps" => {
+            let opts = amqp::AmqpOptions {
+                persistent: false,
+                ..amqp::AmqpOptions::default()
+            };
+            Ok(Box::new(amqp::open_publisher(url, &opts).await?))
+        }
+        _ => publisher(url, paths).await,
+    }
+}
+
 /// A consumer of `queue` on a broker URL.
 pub async fn consumer(
     url: &url::Url,

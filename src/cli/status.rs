@@ -86,6 +86,16 @@ pub fn human_bytes(b: f64) -> String {
     }
 }
 
+/// Files waiting for a delivery receipt and the oldest one's wait:
+/// `12/3m07s`, `0`; `-` without receipts.
+fn receipts(pending: Option<u64>, oldest: Option<f64>) -> String {
+    match (pending, oldest) {
+        (None, _) => "-".into(),
+        (Some(0), _) | (Some(_), None) => pending.unwrap_or(0).to_string(),
+        (Some(n), Some(_)) => format!("{n}/{}", ago(oldest)),
+    }
+}
+
 /// A rate per second, shortly: `0`, `3.5`, `120`.
 fn rate(r: f64) -> String {
     if r == 0.0 {
@@ -109,7 +119,7 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:width$} {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>5} {:>8} {:>10}",
+        "{:width$} {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>5} {:>8} {:>10} {:>12}",
         "Component/Config",
         "State",
         "Run",
@@ -119,12 +129,13 @@ pub fn render(report: &Report) -> String {
         "Last",
         "%rej",
         "msg/s",
-        "Data/s"
+        "Data/s",
+        "Rcpt"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:width$} {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>5} {:>8} {:>10}",
+            "{:width$} {:5} {:>5} {:>6} {:>7} {:>7} {:>7} {:>5} {:>8} {:>10} {:>12}",
             r.config,
             r.state,
             format!("{}/{}", r.running, r.expected),
@@ -141,6 +152,7 @@ pub fn render(report: &Report) -> String {
                 .unwrap_or_else(|| "-".into()),
             rate(r.msg_rate),
             format!("{}/s", human_bytes(r.data_rate)),
+            receipts(r.receipts_pending, r.receipts_oldest_s),
         );
     }
     let t = &report.totals;
@@ -198,6 +210,13 @@ mod tests {
         assert_eq!(human_bytes(512.0), "512B");
         assert_eq!(human_bytes(1536.0), "1.5KiB");
         assert_eq!(human_bytes(2.0 * 1024.0 * 1024.0), "2.0MiB");
+    }
+
+    #[test]
+    fn receipts_show_the_files_waiting_and_the_oldest_wait() {
+        assert_eq!(receipts(None, None), "-");
+        assert_eq!(receipts(Some(0), None), "0");
+        assert_eq!(receipts(Some(12), Some(187.0)), "12/3m07s");
     }
 
     #[test]

@@ -132,6 +132,31 @@ impl Parser<'_> {
                 self.cfg.broker = Some(url);
             }
             "post_broker" => self.cfg.post_broker = Some(self.broker_url(&joined)?),
+            "report_broker" => self.cfg.report_broker = Some(self.broker_url(&joined)?),
+            "report_exchange" => self.cfg.report_exchange = none_if_none(joined),
+            "report_topicPrefix" => self.cfg.report_topic_prefix = joined.replace('/', "."),
+            "receiptTimeout" => {
+                let v = self.single(written, args);
+                self.cfg.receipt_timeout = match parse_bool(v) {
+                    Ok(false) => Duration::ZERO,
+                    Ok(true) => super::defaults::RECEIPT_TIMEOUT,
+                    Err(_) => parse_duration(v)?,
+                };
+            }
+            "receiptsFrom" => {
+                for r in args {
+                    if r.split_once('/').is_none_or(|(c, n)| {
+                        super::options::Component::parse(c).is_none() || n.is_empty()
+                    }) {
+                        return Err(format!(
+                            "receiptsFrom names configs as component/config (e.g. sender/to_hpfx), not '{r}'"
+                        ));
+                    }
+                    if !self.cfg.receipts_from.contains(r) {
+                        self.cfg.receipts_from.push(r.clone());
+                    }
+                }
+            }
             "sendTo" => self.send_to(&joined)?,
             "exchange" => self.cfg.exchange = none_if_none(joined),
             "exchangeSuffix" => self.cfg.exchange_suffix = none_if_none(joined),
@@ -235,6 +260,7 @@ impl Parser<'_> {
             "follow_symlinks" => &mut c.follow_symlinks,
             "post_on_start" => &mut c.post_on_start,
             "delete_source" => &mut c.delete_source,
+            "report" => &mut c.report,
             _ => return None,
         })
     }

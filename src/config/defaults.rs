@@ -12,6 +12,10 @@ use std::time::Duration;
 /// What `nodupe_ttl on` means: sr3's 5 minutes.
 pub(crate) const NODUPE_TTL_ON: Duration = Duration::from_secs(300);
 
+/// How long a watch waits for a delivery receipt before announcing a file
+/// again (`receiptTimeout`).
+pub(crate) const RECEIPT_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl Config {
     /// A config with sr3's effective defaults for `component`, as if its
     /// file were empty.
@@ -94,11 +98,21 @@ impl Config {
             headers: Vec::new(),
             env: Vec::new(),
             declared_exchanges: Vec::new(),
+            report: false,
+            report_broker: None,
+            report_exchange: None,
+            report_topic_prefix: "v03".to_string(),
+            receipt_timeout: RECEIPT_TIMEOUT,
+            receipts_from: Vec::new(),
             log_level: "info".to_string(),
             log_rotate_interval: Duration::from_secs(86_400),
             log_rotate_count: 5,
             warnings: Vec::new(),
         };
+        // pitcher's own default (sr3's is off everywhere): a watch can
+        // only confirm the deliveries that are reported. Set here, not
+        // among the component's layer, so default.conf can turn it off.
+        cfg.report = matches!(component, Component::Sender | Component::Subscribe);
         apply_component_defaults(&mut cfg);
         cfg
     }

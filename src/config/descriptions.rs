@@ -47,6 +47,7 @@ macro_rules! not_yet {
 }
 
 /// One entry per implemented keyword, sorted as the parser's table.
+#[rustfmt::skip]
 const DOCS: &[KeywordDoc] = &[
     d("accelCpCommand", "command",
       not_yet!("Command sr3 uses to copy large local files (%s source, %d destination); pitcher copies file: deliveries itself"),
@@ -231,12 +232,30 @@ const DOCS: &[KeywordDoc] = &[
     d("queueType", "classic|quorum|stream",
       "The RabbitMQ queue type (x-queue-type); ignored for MQTT and local:.",
       "none (the broker's default, classic)"),
+    d("receiptTimeout", "duration",
+      "pitcher's own, watch: how long an announced file waits for a delivery receipt (a report from its receivers) before it is announced again, if unchanged; the wait doubles per try up to an hour; 0 turns receipts off.",
+      "5m"),
+    d("receiptsFrom", "component/config ...",
+      "pitcher's own, watch: the receivers (e.g. sender/to_hpfx) every announcement expects a receipt from; without it, the receivers heard from (forgotten after 24 h of silence), else the first receipt from anyone.",
+      "none (learned from receipts)"),
     d("recursive", "on|off",
       "A watch or post descends into the subdirectories of its paths.",
       "on"),
     d("reject", "regex",
       "Drop the paths this regular expression matches from their start (see accept).",
       "none"),
+    d("report", "on|off",
+      "A sender or subscribe publishes a report (the message, with report code, time and reporter) once each message is done: delivered (201), a duplicate (304), rejected by a mask (404), refused (422) or given up (499).",
+      "on for sender and subscribe (sr3: off), off otherwise"),
+    d("report_broker", "URL",
+      "Where reports are published.",
+      "broker"),
+    d("report_exchange", "exchange",
+      "The exchange reports go to; a watch reads its receipts there, on its post_broker.",
+      "xr_<broker user> (xreport when the broker URL has no user)"),
+    d("report_topicPrefix", "prefix",
+      "The topic prefix of reports.",
+      "v03"),
     d("retryCountMax", "count",
       "Give up on a transfer after this many failed attempts (logged); 0 keeps retrying until retry_ttl.",
       "0 (no limit)"),

@@ -29,6 +29,17 @@ pub(crate) fn default_exchange(broker: &Url, suffix: Option<&str>) -> String {
     }
 }
 
+/// sr3's default report exchange for a broker user (flowcb/report.py):
+/// `xr_<user>`; `xreport` for a URL without a user (`local:`, an MQTT
+/// broker without one). sr3 also picks `xreport` for users it knows as
+/// feeders or admins; pitcher does not know roles: set report_exchange.
+pub(crate) fn default_report_exchange(broker: &Url) -> String {
+    match broker.username() {
+        "" => "xreport".to_string(),
+        user => format!("xr_{user}"),
+    }
+}
+
 /// Fill in the derived defaults, then check required options. `shown`
 /// names the config file in errors.
 pub(crate) fn finalize(
@@ -72,6 +83,18 @@ pub(crate) fn finalize(
     }
     if cfg.retry_ttl.is_none() {
         cfg.retry_ttl = cfg.expire;
+    }
+    if cfg.report_broker.is_none() {
+        cfg.report_broker = cfg.broker.clone();
+    }
+    if cfg.report_exchange.is_none() {
+        // A watch reads receipts where its receivers report: on its
+        // post_broker, in the exchange of that broker's user.
+        let on = match cfg.component {
+            Component::Watch => cfg.post_broker.as_ref(),
+            _ => cfg.report_broker.as_ref(),
+        };
+        cfg.report_exchange = on.map(default_report_exchange);
     }
     if cfg.source.is_none() {
         cfg.source = [&cfg.post_broker, &cfg.broker]
@@ -219,6 +242,27 @@ mod tests {
             "xpublic"
         );
         assert_eq!(default_exchange(&url("local:"), None), "xpublic");
+    }
+
+    #[test]
+    fn reports_default_to_the_consumed_broker_and_its_users_exchange() {
+        let env = Environment::new([("HOME", "/h")], "h");
+        let mut c = Config::new(Component::Sender, "s");
+        assert!(c.report, "senders report by default");
+        c.broker = Some(url("amqps://bob:pw@h"));
+        c.send_to = Some("file:".into());
+        finalize(&mut c, false, &env, "sender/s.conf").unwrap();
+        assert_eq!(c.report_broker, c.broker);
+        assert_eq!(c.report_exchange.as_deref(), Some("xr_bob"));
+        let mut w = Config::new(Component::Watch, "w");
+        assert!(!w.report);
+        assert_eq!(w.receipt_timeout, std::time::Duration::from_secs(300));
+        w.post_broker = Some(url("local:"));
+        w.paths.push("/h/hot".into());
+        finalize(&mut w, false, &env, "watch/w.conf").unwrap();
+        assert_eq!(w.report_exchange.as_deref(), Some("xreport"));
+        assert!(Config::new(Component::Subscribe, "s").report);
+        assert!(!Config::new(Component::Shovel, "s").report);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use super::options::Component;
 use super::sr3_keywords::UNIMPLEMENTED;
 
 /// Canonical keywords pitcher implements (sorted). `sshConfig`,
-/// `verifyDelivery`, `checksumCommand` and `cleanDirGrace` are pitcher's
-/// own; `retryCountMax` is sr3 3.03's.
+/// `verifyDelivery`, `checksumCommand`, `cleanDirGrace`, `receiptTimeout`
+/// and `receiptsFrom` are pitcher's own; `retryCountMax` is sr3 3.03's.
 pub(crate) const IMPLEMENTED: &[&str] = &[
     "accelCpCommand",
     "accelScpCommand",
@@ -74,8 +74,14 @@ pub(crate) const IMPLEMENTED: &[&str] = &[
     "queueName",
     "queueShare",
     "queueType",
+    "receiptTimeout",
+    "receiptsFrom",
     "recursive",
     "reject",
+    "report",
+    "report_broker",
+    "report_exchange",
+    "report_topicPrefix",
     "retryCountMax",
     "retry_ttl",
     "sendTo",

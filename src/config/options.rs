@@ -435,6 +435,27 @@ pub struct Config {
     /// post_broker. Added by config/.
     pub declared_exchanges: Vec<String>,
 
+    // --- delivery receipts ---
+    /// `report` (synonym `report_back`): a consuming flow publishes a report
+    /// (the message plus `report` and `reporter`) once each message's work
+    /// is done. On for sender and subscribe (sr3: off everywhere).
+    pub report: bool,
+    /// `report_broker`, default the consuming broker.
+    pub report_broker: Option<Url>,
+    /// `report_exchange`: where a consuming flow reports, and where a watch
+    /// reads receipts. Default `xr_<user>` of report_broker (a watch:
+    /// post_broker), `xreport` when the URL has no user.
+    pub report_exchange: Option<String>,
+    /// `report_topicPrefix`, default `v03`.
+    pub report_topic_prefix: String,
+    /// `receiptTimeout` (pitcher's own, watch): how long an announced file
+    /// waits for a receipt before it is announced again; 0 = no receipts.
+    pub receipt_timeout: Duration,
+    /// `receiptsFrom` (pitcher's own, watch): the receivers
+    /// (`component/config`) each announcement expects a receipt from;
+    /// empty = those heard from.
+    pub receipts_from: Vec<String>,
+
     // --- logs ---
     /// `logLevel`, default `info`.
     pub log_level: String,

@@ -125,6 +125,14 @@ impl Config {
         for x in &self.declared_exchanges {
             out.add("declare", format!("exchange {x}"));
         }
+        out.add("report", on(self.report));
+        out.add("report_broker", url(&self.report_broker));
+        out.add("report_exchange", opt(&self.report_exchange));
+        out.add("report_topicPrefix", &self.report_topic_prefix);
+        out.add("receiptTimeout", duration_text(self.receipt_timeout));
+        if !self.receipts_from.is_empty() {
+            out.add("receiptsFrom", self.receipts_from.join(" "));
+        }
         out.add("logLevel", &self.log_level);
         out.add("logRotateInterval", duration_text(self.log_rotate_interval));
         out.add("logRotateCount", self.log_rotate_count);

@@ -198,13 +198,9 @@ pub(crate) const UNIMPLEMENTED: &[&str] = &[
     "relatedUrl_type",
     "relatedUrl_urlContains",
     "rename",
-    "report",
-    "report_broker",
     "report_daemons",
-    "report_exchange",
     "report_exchangeSplit",
     "report_topic",
-    "report_topicPrefix",
     "reset",
     "restore",
     "retrievePathPattern",
@@ -289,10 +285,10 @@ pub(crate) fn is_pitcher_behaviour(keyword: &str, args: &[&str]) -> bool {
             .is_some_and(|v| super::values::parse_bool(v) == Ok(false))
     };
     match keyword {
-        // No report messages, paths announced as found under `path`,
-        // nothing deleted upstream after a download, files in the order
-        // found, source not taken from the exchange name.
-        "report" | "realpathPost" | "delete" | "randomize" | "sourceFromExchange" => off(),
+        // Paths announced as found under `path`, nothing deleted upstream
+        // after a download, files in the order found, source not taken
+        // from the exchange name.
+        "realpathPost" | "delete" | "randomize" | "sourceFromExchange" => off(),
         // Every file announced whole (1), as sr3's watch and post default.
         "blockSize" => args.first() == Some(&"1"),
         // No renaming of announced files.

@@ -14,6 +14,7 @@ use super::announce::{announcement, publish_or_keep, repost};
 use super::autoclean::Autoclean;
 use super::deliver::{deliver, Direction, Outcome};
 use super::filter::{self, Destination};
+use super::report::{Code, Report, Reporter};
 use super::{now_epoch, Instance};
 use crate::broker::{self, BrokerError, Consumer, Delivery, Outgoing, Publisher, QueueSpec};
 use crate::config::Config;
@@ -106,6 +107,7 @@ pub async fn run(
         return Ok(());
     };
     let mut publisher = super::connect_publisher(&mut inst).await;
+    let mut reporter = Reporter::start(&cfg, &inst.paths);
     let mut last_housekeeping = Instant::now();
     inst.metrics.retry = retry.len().unwrap_or(0);
     inst.save_metrics(true);
@@ -138,7 +140,10 @@ pub async fn run(
         };
         inst.metrics.connected = true;
         let had_work = !deliveries.is_empty();
-        let mut pass = Pass::default();
+        let mut pass = Pass {
+            reporting: reporter.is_some(),
+            ..Pass::default()
+        };
         gather(&mut inst, &cfg, &nodupe, &autoclean, deliveries, &mut pass);
         take_retries(&cfg, &retry, &mut pass);
         let results = work(&transport, &direction, &cfg, std::mem::take(&mut pass.work)).await;
@@ -174,18 +179,24 @@ pub async fn run(
             // The broker will deliver them again; the sender is idempotent.
             Err(e) => tracing::warn!("ack of {} messages failed: {e}", pass.acks.len()),
         }
-        if had_work || last_housekeeping.elapsed() > Duration::from_secs(5) {
-            inst.metrics.retry = retry.len().unwrap_or(inst.metrics.retry);
-            inst.metrics.queued = consumer.queue_depth().await.ok().flatten();
-        }
         if last_housekeeping.elapsed() >= cfg.housekeeping {
-            housekeeping(&cfg, &mut retry, &nodupe);
+            housekeeping(&cfg, &mut retry, &nodupe, &mut pass);
             if let Some(ac) = &autoclean {
                 ac.expire();
             }
             last_housekeeping = Instant::now();
         }
+        if let Some(r) = reporter.as_mut() {
+            r.send(std::mem::take(&mut pass.reports));
+        }
+        if had_work || last_housekeeping.elapsed() > Duration::from_secs(5) {
+            inst.metrics.retry = retry.len().unwrap_or(inst.metrics.retry);
+            inst.metrics.queued = consumer.queue_depth().await.ok().flatten();
+        }
         inst.save_metrics(false);
+    }
+    if let Some(r) = reporter {
+        r.close().await;
     }
     inst.save_metrics(true);
     tracing::info!(
@@ -328,6 +339,19 @@ struct Pass {
     retry_done: Vec<i64>,
     /// Autoclean marks whose removal announcements are acked this pass.
     echoes: Vec<(String, String)>,
+    /// Whether this config reports what it finished (`report`).
+    reporting: bool,
+    /// What to report once the pass is over.
+    reports: Vec<Report>,
+}
+
+impl Pass {
+    /// Reports `msg` as `code`, when this config reports.
+    fn report(&mut self, msg: &Message, code: Code, text: impl Into<String>) {
+        if self.reporting {
+            self.reports.push(Report::new(msg.clone(), code, text));
+        }
+    }
 }
 
 /// Parses, filters and de-duplicates the deliveries into work.
@@ -360,6 +384,11 @@ fn gather(
                 );
                 pass.acks.push(d.id);
                 pass.echoes.push(mark);
+                pass.report(
+                    &msg,
+                    Code::NotModified,
+                    "not propagated: removed by autoclean after delivery",
+                );
                 continue;
             }
             match place(cfg, &msg) {
@@ -368,6 +397,7 @@ fn gather(
                         inst.metrics.duplicates += 1;
                         tracing::info!("duplicate ignored: {}", shown(&msg));
                         pass.acks.push(d.id);
+                        pass.report(&msg, Code::NotModified, "Not modified (nodupe check)");
                         continue;
                     }
                     inst.note_lag(&msg);
@@ -385,6 +415,7 @@ fn gather(
                     inst.metrics.rejected += 1;
                     tracing::info!("rejected: {} (mask)", shown(&msg));
                     pass.acks.push(d.id);
+                    pass.report(&msg, Code::NoMatch, "Not Found: no pattern match");
                 }
                 Err(e) => {
                     inst.metrics.rejected += 1;
@@ -394,6 +425,11 @@ fn gather(
                         escape_controls(&e.to_string())
                     );
                     pass.acks.push(d.id);
+                    pass.report(
+                        &msg,
+                        Code::Unplaceable,
+                        format!("Unprocessable Content: {e}"),
+                    );
                 }
             }
         }
@@ -484,6 +520,9 @@ fn take_retries(cfg: &Config, retry: &RetryQueue, pass: &mut Pass) {
                     "dropped from the retry queue: {what}: no longer accepted by this config"
                 );
                 pass.retry_done.push(it.id);
+                if let Ok(m) = Message::from_json(&it.body) {
+                    pass.report(&m, Code::NoMatch, "Not Found: no longer accepted");
+                }
             }
         }
     }
@@ -564,7 +603,6 @@ async fn work(
 }
 
 /// Ends a pass: retries stored, announcements published, nodupe recorded.
-#[allow(clippy::too_many_arguments)]
 async fn finish(
     inst: &mut Instance,
     cfg: &Config,
@@ -578,9 +616,18 @@ async fn finish(
     let mut failed_ids = Vec::new();
     let mut announce = Vec::new();
     let mut seen: Vec<NodupeEntry> = Vec::new();
+    // Reports of work done, sent only if its announcement is out (or kept).
+    let mut done_reports: Vec<(Origin, Report)> = Vec::new();
     for (w, r) in results {
         match r {
             Ok(outcome) => {
+                if pass.reporting {
+                    let (code, text) = match &outcome {
+                        Outcome::Done(_) => (Code::Done, done_text(cfg, &w.msg)),
+                        Outcome::Skipped(why) => (Code::NotModified, format!("skipped: {why}")),
+                    };
+                    done_reports.push((w.origin, Report::new(w.msg.clone(), code, text)));
+                }
                 match &outcome {
                     Outcome::Done(bytes) => {
                         inst.metrics.files_done += 1;
@@ -621,6 +668,7 @@ async fn finish(
                     escape_controls(&w.dest.path()),
                     escape_controls(&e.to_string())
                 );
+                pass.report(&w.msg, Code::Failed, format!("Failure: Not Copied: {e}"));
                 match w.origin {
                     Origin::Delivery(id) => pass.acks.push(id),
                     Origin::Retry(id, _) => pass.retry_done.push(id),
@@ -656,6 +704,11 @@ async fn finish(
                             escape_controls(&e.to_string())
                         );
                         pass.retry_done.push(id);
+                        pass.report(
+                            &w.msg,
+                            Code::Failed,
+                            format!("Failure: given up after {} attempts: {e}", attempts + 1),
+                        );
                     }
                     Origin::Retry(id, _) => {
                         if let Err(e) = retry.failed_again(id, &e.to_string()) {
@@ -680,7 +733,15 @@ async fn finish(
         }
     }
     let (msgs, origins): (Vec<Outgoing>, Vec<Origin>) = announce.into_iter().unzip();
-    if !publish_or_keep(inst, retry, publisher, msgs).await {
+    let announced = publish_or_keep(inst, retry, publisher, msgs).await;
+    for (origin, report) in done_reports {
+        // Work whose announcement is lost is done again: reported then.
+        let again = !announced && origins.iter().any(|o| same_origin(o, &origin));
+        if !again {
+            pass.reports.push(report);
+        }
+    }
+    if !announced {
         // Neither published nor kept: do the work again later rather than
         // lose its announcement (the work is idempotent).
         for o in origins {
@@ -703,20 +764,32 @@ async fn finish(
     }
 }
 
-/// Expires old retries (one log line each) and old nodupe entries.
-fn housekeeping(cfg: &Config, retry: &mut RetryQueue, nodupe: &Option<NodupeCache>) {
+/// Expires old retries (one log line each, and a report for work given up)
+/// and old nodupe entries.
+fn housekeeping(
+    cfg: &Config,
+    retry: &mut RetryQueue,
+    nodupe: &Option<NodupeCache>,
+    pass: &mut Pass,
+) {
     if let Some(ttl) = cfg.retry_ttl {
         match retry.expire(ttl) {
             Ok(gone) => {
                 for it in gone {
-                    let what = Message::from_json(&it.body)
-                        .map(|m| m.url())
-                        .unwrap_or_else(|_| "?".into());
+                    let msg = Message::from_json(&it.body);
+                    let what = msg.as_ref().map(|m| m.url()).unwrap_or_else(|_| "?".into());
                     tracing::warn!(
                         "retry_ttl expired after {} attempts: dropping {what} (last error: {})",
                         it.attempts,
                         it.last_error
                     );
+                    if let (Ok(m), RetryKind::Work) = (&msg, it.kind) {
+                        pass.report(
+                            m,
+                            Code::Failed,
+                            format!("Failure: given up past retry_ttl: {}", it.last_error),
+                        );
+                    }
                 }
             }
             Err(e) => tracing::error!("retry queue: {e}"),
@@ -725,6 +798,29 @@ fn housekeeping(cfg: &Config, retry: &mut RetryQueue, nodupe: &Option<NodupeCach
     if let Some(c) = nodupe {
         let _ = c.expire();
     }
+}
+
+/// Whether two pieces of work came from the same delivery or retry item.
+fn same_origin(a: &Origin, b: &Origin) -> bool {
+    match (a, b) {
+        (Origin::Delivery(x), Origin::Delivery(y)) => x == y,
+        (Origin::Retry(x, _), Origin::Retry(y, _)) => x == y,
+        _ => false,
+    }
+}
+
+/// What a report says of work done, in sr3's words.
+fn done_text(cfg: &Config, msg: &Message) -> String {
+    let download = cfg.component == crate::config::Component::Subscribe;
+    let text = match msg.file_op.as_ref() {
+        Some(o) if o.remove => "file or directory removed",
+        Some(o) if o.link.is_some() || o.hlink.is_some() => "file linked",
+        Some(o) if o.directory => "directory created",
+        Some(o) if o.rename.is_some() => "file renamed",
+        _ if download => "Download successful",
+        _ => "file sent",
+    };
+    text.to_string()
 }
 
 /// Takes over the retry queues of instance numbers above `instances` (the

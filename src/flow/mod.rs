@@ -10,6 +10,8 @@
 //! * [`watch`]: turns file system events into announcements; [`post`]:
 //!   announces named files once.
 //! * [`filter`]: masks and destinations, shared by all.
+//! * [`report`]: the delivery reports a consuming flow sends back, which a
+//!   watch reads as receipts ([`watch::receipts`]).
 //! * [`vip`]: active only while a `vip` address is on this host.
 //!
 //! [`Instance`] holds what every component needs: its config, its state
@@ -21,6 +23,7 @@ pub mod consume;
 pub mod deliver;
 pub mod filter;
 pub mod post;
+pub mod report;
 pub mod sender;
 pub mod subscribe;
 pub mod throttle;

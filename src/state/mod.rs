@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod nodupe;
 pub mod pidfile;
 pub mod proc;
+pub mod receipts;
 pub mod retry;
 pub mod sqlite;
 
@@ -218,7 +219,7 @@ pub fn queue_name(paths: &Paths, cfg: &crate::config::Config) -> std::io::Result
 }
 
 /// Expands `${USER}`, `${HOSTNAME}` and `${RAND8}` in a queueShare.
-fn expand_share(share: &str) -> String {
+pub(crate) fn expand_share(share: &str) -> String {
     let user = std::env::var("USER")
         .ok()
         .or_else(|| {

@@ -280,6 +280,25 @@ pub fn exposition(report: &Report) -> String {
     family(
         &mut o,
         report,
+        "pitcher_receipts_pending_files",
+        "gauge",
+        "Files a watch announced that wait for a delivery receipt (watches with receipts on).",
+        |r| r.receipts_pending.map(|n| (String::new(), n as f64)),
+    );
+    family(
+        &mut o,
+        report,
+        "pitcher_receipts_oldest_age_seconds",
+        "gauge",
+        "How long the oldest file waiting for a delivery receipt has waited.",
+        |r| {
+            r.receipts_pending
+                .map(|_| (String::new(), r.receipts_oldest_s.unwrap_or(0.0)))
+        },
+    );
+    family(
+        &mut o,
+        report,
         "pitcher_last_activity_age_seconds",
         "gauge",
         "Seconds since the last file was transferred or posted (else since the last message).",

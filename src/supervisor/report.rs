@@ -62,6 +62,10 @@ pub struct Row {
     /// CPU time of the live instances, seconds.
     pub cpu_user: f64,
     pub cpu_system: f64,
+    /// A watch with receipts on: the files announced and still waiting for
+    /// a delivery receipt, and how long the oldest has waited (seconds).
+    pub receipts_pending: Option<u64>,
+    pub receipts_oldest_s: Option<f64>,
     /// The instances' counters added up (for `/metrics`).
     #[serde(skip)]
     pub sum: Metrics,
@@ -148,6 +152,8 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
         uss: 0,
         cpu_user: 0.0,
         cpu_system: 0.0,
+        receipts_pending: None,
+        receipts_oldest_s: None,
         sum: Metrics::default(),
         component: Some(component),
     };
@@ -205,6 +211,12 @@ pub fn row(paths: &Paths, component: Component, name: &str) -> Row {
         r.last = Some((now - last).max(0.0));
     }
     r.queued = metrics_queued;
+    if component == Component::Watch {
+        if let Some(s) = crate::state::receipts::summary(&crate::state::receipts::db_path(&dir)) {
+            r.receipts_pending = Some(s.files);
+            r.receipts_oldest_s = s.oldest.map(|t| (now - t).max(0.0));
+        }
+    }
     if let Ok(c) = &cfg {
         if component.consumes() && c.broker.as_ref().is_some_and(|u| u.scheme() == "local") {
             // Exact, from the embedded broker itself.

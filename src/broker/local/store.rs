@@ -86,13 +86,21 @@ pub(super) fn open(db_path: &Path, sync: Durability) -> Result<Connection, Broke
             })?;
     }
     // Created here rather than by SQLite so its mode is 0600; SQLite gives
-    // the -wal and -shm files the same permissions as the database.
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(db_path)
-        .map_err(|e| other(db_path, format!("creating: {e}")))?;
+    // the -wal and -shm files the same permissions as the database. Only
+    // when it does not exist: closing any descriptor of the file drops
+    // every POSIX lock this process holds on it, those of its open SQLite
+    // connections included (a sender's reports, its consumer made again
+    // after a vip comes back); another process may then take the database
+    // for unused, checkpoint and delete the WAL under them, and the
+    // database is corrupt.
+    if !db_path.exists() {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db_path)
+            .map_err(|e| other(db_path, format!("creating: {e}")))?;
+    }
     let mut conn = Connection::open(db_path).map_err(|e| db(db_path, e))?;
     configure(&conn, db_path, sync)?;
     retry_busy(db_path, || {

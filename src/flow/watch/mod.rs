@@ -3,6 +3,8 @@
 //!
 //! * [`run`]: the flow: events and start-up scans become announcements.
 //! * [`inventory`]: what was announced, so restarts announce only changes.
+//! * [`receipts`]: what was announced and not yet reported delivered, and
+//!   announcing it again when it never arrives.
 //! * [`tree`]: the public face: [`tree::TreeWatcher`] (inotify on Linux,
 //!   recursive, with start-up and overflow scans) and [`tree::FsEvent`].
 //! * `tracker`: the inotify reader that pairs renames and handles
@@ -14,6 +16,7 @@
 
 mod batch;
 pub mod inventory;
+pub mod receipts;
 pub mod run;
 mod table;
 mod tracker;

@@ -16,6 +16,7 @@
 //! arrive in, the last announcement for a path says what is there.
 
 use super::inventory::{Change, Inventory, Kind, Seen};
+use super::receipts::Receipts;
 use super::tree::{FsEvent, TreeWatcher};
 use super::unpublished::Unpublished;
 use crate::broker::{BrokerError, Outgoing, Publisher};
@@ -90,6 +91,7 @@ async fn run_active(
             cfg.nodupe_ttl,
         )?)
     };
+    let mut receipts = Receipts::open(&cfg, &inst.paths, &state_dir)?;
     let mut watcher = TreeWatcher::new(&roots, cfg.recursive).context("starting inotify")?;
     let ann = Announcer {
         cfg: &cfg,
@@ -114,6 +116,11 @@ async fn run_active(
     // Events read but not yet turned into announcements.
     let mut backlog: std::collections::VecDeque<FsEvent> = Default::default();
     while !inst.stopping() && vip.still_here() {
+        // First, so that the receipts queue is there before the first
+        // announcement goes out: a report with no queue bound is lost.
+        if let Some(r) = receipts.as_mut() {
+            r.tick(&mut inst, &mut publisher).await;
+        }
         if !pending.is_empty() {
             if publisher.is_none() {
                 publisher = crate::flow::connect_publisher(&mut inst).await;
@@ -125,7 +132,8 @@ async fn run_active(
                         unpublished.apply(&item.changes);
                     }
                 }
-                match publish(&mut inst, p.as_mut(), &mut inventory, &mut nodupe, &pending).await {
+                let stores = (&mut inventory, &mut nodupe, &mut receipts);
+                match publish(&mut inst, p.as_mut(), stores, &pending).await {
                     Ok(()) => {
                         pending.clear();
                         unpublished.clear();
@@ -230,12 +238,17 @@ fn join_paths(p: &[PathBuf]) -> String {
 async fn publish(
     inst: &mut Instance,
     p: &mut dyn Publisher,
-    inventory: &mut Inventory,
-    nodupe: &mut Option<NodupeCache>,
+    (inventory, nodupe, receipts): (
+        &mut Inventory,
+        &mut Option<NodupeCache>,
+        &mut Option<Receipts>,
+    ),
     pending: &[Pending],
 ) -> Result<(), BrokerError> {
     let cfg = inst.cfg.clone();
     let mut out: Vec<Outgoing> = Vec::new();
+    // The pending item of each message of `out`.
+    let mut published: Vec<&Pending> = Vec::new();
     let mut seen: Vec<NodupeEntry> = Vec::new();
     let mut logged = Vec::new();
     let mut sift = || {
@@ -259,6 +272,7 @@ async fn publish(
             if let Some(o) = crate::flow::outgoing(&cfg, &item.msg) {
                 logged.push((item.msg.rel_path.clone(), item.msg.size, o.topic.clone()));
                 out.push(o);
+                published.push(item);
             }
         }
     };
@@ -280,6 +294,14 @@ async fn publish(
         if let Err(e) = cache.record(&seen) {
             tracing::warn!("nodupe cache: {e}");
         }
+    }
+    if let Some(r) = receipts.as_mut() {
+        let items = published
+            .iter()
+            .zip(&out)
+            .filter_map(|(item, o)| super::receipts::announced_of(&item.msg, &item.changes, o))
+            .collect();
+        r.announced(items);
     }
     inst.metrics.posted += out.len() as u64;
     if !out.is_empty() {
